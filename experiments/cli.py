@@ -1,0 +1,87 @@
+"""Flags every experiment shares, and the runner that turns bad input into one line.
+
+Defined once here so that launch.py can import every experiment without two modules
+defining the same flag.
+"""
+import sys
+from typing import Callable
+
+from absl import app, flags, logging
+
+from mtl_jax.data.datasets import DATASETS, DataConfig
+from mtl_jax.errors import InputError
+from mtl_jax.models import ENCODERS, EncoderSpec
+from mtl_jax.train import TrainConfig
+
+DATASET = flags.DEFINE_string(
+    "dataset", "driving", f"Dataset to train on. Available: {', '.join(DATASETS)} "
+    "(procedural road scenes with tasks pedestrian, car, stop_sign, traffic_light).")
+ENCODER = flags.DEFINE_enum("encoder", "cnn", ENCODERS, "Shared encoder architecture.")
+WIDTH = flags.DEFINE_integer(
+    "width", 16, "Encoder width: hidden units per layer (mlp) or channels (cnn).", lower_bound=1)
+DEPTH = flags.DEFINE_integer(
+    "depth", 2, "Encoder depth: hidden layers (mlp) or stride-2 conv blocks (cnn).", lower_bound=1)
+EPOCHS = flags.DEFINE_integer("epochs", 12, "Training epochs over the train split.", lower_bound=1)
+BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Examples per optimizer step.", lower_bound=1)
+LEARNING_RATE = flags.DEFINE_float("learning_rate", 3e-3, "Adam learning rate.", lower_bound=0.0)
+SEEDS = flags.DEFINE_integer(
+    "seeds", 3, "Number of seeds (0..N-1), trained together in one vmapped program; "
+    "tables and plots show mean and 95% CI over them.", lower_bound=1)
+MISSING_FRAC = flags.DEFINE_float(
+    "missing_frac", 0.2, "Fraction of train/validation label cells hidden as missing "
+    "('?', stored as -1); the masked loss ignores them. Must be in [0, 1).")
+NUM_TRAIN = flags.DEFINE_integer("num_train", 6000, "Training examples.", lower_bound=1)
+NUM_VAL = flags.DEFINE_integer("num_val", 1000, "Validation examples.", lower_bound=1)
+NUM_TEST = flags.DEFINE_integer("num_test", 3000, "Test examples (all labels kept).", lower_bound=1)
+IMAGE_SIZE = flags.DEFINE_integer("image_size", 32, "Side of the square scene images.", lower_bound=8)
+DATA_SEED = flags.DEFINE_integer("data_seed", 0, "Seed of the generated dataset and its missing-label mask.")
+OUT_DIR = flags.DEFINE_string(
+    "out_dir", None, "Where results.jsonl, summary.csv and the plot go (default: runs/EXPERIMENT).")
+
+flags.register_validator(
+    "missing_frac", lambda v: 0.0 <= v < 1.0, message="--missing_frac must be in [0, 1)")
+flags.register_validator(
+    "learning_rate", lambda v: v > 0.0, message="--learning_rate must be positive")
+
+
+def data_config() -> DataConfig:
+  return DataConfig(DATASET.value, NUM_TRAIN.value, NUM_VAL.value, NUM_TEST.value,
+                    IMAGE_SIZE.value, MISSING_FRAC.value, DATA_SEED.value)
+
+
+def encoder_spec() -> EncoderSpec:
+  return EncoderSpec(ENCODER.value, WIDTH.value, DEPTH.value)
+
+
+def train_config() -> TrainConfig:
+  return TrainConfig(LEARNING_RATE.value, BATCH_SIZE.value, EPOCHS.value)
+
+
+def out_dir(experiment: str) -> str:
+  return OUT_DIR.value or f"runs/{experiment}"
+
+
+def fail(message: str) -> None:
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    fail(str(e))
+
+
+def run(main: Callable[[list[str]], None]) -> None:
+  """app.run, but a flag or input error is one line on stderr and exit status 2."""
+  def guarded(argv):
+    if len(argv) > 1:
+      fail(f"unexpected arguments {' '.join(argv[1:])!r}; flags look like --name=value")
+    try:
+      main(argv)
+    except InputError as e:
+      fail(str(e))
+  # Keeps JAX's start-up chatter about absent accelerator plugins off the console.
+  logging.set_verbosity(logging.WARNING)
+  app.run(guarded, flags_parser=_parse_flags)

@@ -1,0 +1,131 @@
+"""Shared encoder + per-task heads as pure functions over explicit parameter pytrees.
+
+A `Model` is a pair of pure functions: `init(key) -> params` and
+`apply(params, x_BxHxWxC) -> logits_BxT`. `joint_model` shares one encoder among T
+heads; `separate_models` stacks T single-task networks of the same architecture on
+a leading parameter axis and runs them with `jax.vmap`, so they train as one program.
+"""
+import dataclasses
+from typing import Callable, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from mtl_jax.errors import InputError
+
+ENCODERS = ("mlp", "cnn")
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderSpec:
+  kind: str = "cnn"  # one of ENCODERS
+  width: int = 16  # hidden units (mlp) or channels (cnn)
+  depth: int = 2  # hidden layers (mlp) or conv blocks (cnn)
+
+  def __post_init__(self):
+    if self.kind not in ENCODERS:
+      raise InputError(f"unknown encoder {self.kind!r}; choose from {', '.join(ENCODERS)}")
+    if self.width < 1 or self.depth < 1:
+      raise InputError(f"encoder width and depth must be positive; got {self.width}, {self.depth}")
+
+
+class MLPEncoder(nn.Module):
+  width: int
+  depth: int
+
+  @nn.compact
+  def __call__(self, x_BxD):
+    h = x_BxD.reshape(x_BxD.shape[0], -1)
+    for _ in range(self.depth):
+      h = nn.relu(nn.Dense(self.width)(h))
+    return h
+
+
+def _stride2_patches(x_BxHxWxC: jax.Array) -> jax.Array:
+  """The 3x3 neighbourhoods of a stride-2 'SAME' convolution, [B, H/2, W/2, 9C].
+
+  Nine strided slices instead of `lax.conv`: under `jax.vmap` over stacked kernels a
+  convolution lowers to a grouped convolution, whose gradient XLA:CPU runs 5-30x
+  slower than this slice + matmul form (see benchmarks/conv_layout.py).
+  """
+  _, h, w, _ = x_BxHxWxC.shape
+  out_h, out_w = -(-h // 2), -(-w // 2)
+  pad_h, pad_w = max(2 * out_h + 1 - h, 0), max(2 * out_w + 1 - w, 0)
+  x = jnp.pad(x_BxHxWxC, ((0, 0), (pad_h // 2, pad_h - pad_h // 2),
+                          (pad_w // 2, pad_w - pad_w // 2), (0, 0)))
+  cols = [x[:, i:i + 2 * out_h:2, j:j + 2 * out_w:2, :] for i in range(3) for j in range(3)]
+  return jnp.concatenate(cols, axis=-1)
+
+
+class CNNEncoder(nn.Module):
+  """Blocks of 3x3 stride-2 convolution + ReLU: each halves the resolution like a
+  conv + 2x2 pool would, at a quarter of the convolution cost."""
+  width: int
+  depth: int
+
+  @nn.compact
+  def __call__(self, x_BxHxWxC):
+    h = x_BxHxWxC
+    for i in range(self.depth):
+      h = nn.relu(nn.Dense(self.width, name=f"conv{i}")(_stride2_patches(h)))
+    return h.reshape(h.shape[0], -1)
+
+
+class MultiTaskNet(nn.Module):
+  """Encoder features -> T linear heads, one logit each (stored as one [F, T] kernel)."""
+  encoder: EncoderSpec
+  num_tasks: int
+
+  @nn.compact
+  def __call__(self, x):
+    encoder_cls = MLPEncoder if self.encoder.kind == "mlp" else CNNEncoder
+    features_BxF = encoder_cls(self.encoder.width, self.encoder.depth, name="encoder")(x)
+    return nn.Dense(self.num_tasks, name="heads")(features_BxF)
+
+
+class Model(NamedTuple):
+  init: Callable[[jax.Array], dict]
+  apply: Callable[[dict, jax.Array], jax.Array]
+
+
+def _as_float(x):
+  # Images stay uint8 on the device (4x less memory); scale per batch inside the step.
+  return x.astype(jnp.float32) / 255.0 if x.dtype == jnp.uint8 else x
+
+
+def joint_model(encoder: EncoderSpec, num_tasks: int, input_shape: tuple[int, ...]) -> Model:
+  """One shared encoder and `num_tasks` heads."""
+  net = MultiTaskNet(encoder, num_tasks)
+  dummy_x = jnp.zeros((1, *input_shape), jnp.float32)
+
+  def init(key):
+    return net.init(key, dummy_x)["params"]
+
+  def apply(params, x):
+    return net.apply({"params": params}, _as_float(x))
+
+  return Model(init, apply)
+
+
+def separate_models(encoder: EncoderSpec, num_tasks: int, input_shape: tuple[int, ...]) -> Model:
+  """`num_tasks` single-task networks; network j is initialised from split(key, T)[j]."""
+  single = joint_model(encoder, 1, input_shape)
+
+  def init(key):
+    return jax.vmap(single.init)(jax.random.split(key, num_tasks))
+
+  def apply(params, x):
+    logits_TxBx1 = jax.vmap(single.apply, in_axes=(0, None))(params, x)
+    return logits_TxBx1[..., 0].T
+
+  return Model(init, apply)
+
+
+def make_model(arm: str, encoder: EncoderSpec, num_tasks: int, input_shape) -> Model:
+  builders = {"joint": joint_model, "separate": separate_models}
+  return builders[arm](encoder, num_tasks, tuple(input_shape))
+
+
+def param_count(params) -> int:
+  return sum(leaf.size for leaf in jax.tree_util.tree_leaves(params))

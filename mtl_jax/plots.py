@@ -1,0 +1,49 @@
+"""Figures drawn from result files only; nothing here trains or holds live models."""
+import csv
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+ARM_COLORS = {"joint": "#1f77b4", "separate": "#ff7f0e"}
+METRIC_LABELS = {"accuracy": "accuracy", "auc": "ROC-AUC", "ap": "average precision"}
+
+
+def read_summary(path: str) -> list[dict]:
+  with open(path, newline="") as f:
+    return list(csv.DictReader(f))
+
+
+def _value(row: dict, key: str) -> float:
+  return float(row[key]) if row[key] not in ("", "nan") else np.nan
+
+
+def plot_joint_vs_separate(summary_path: str, out_path: str, title: str, split: str = "test") -> None:
+  """Per-task bars for joint vs separate networks, one panel per metric, with the 95%
+  CI over seeds as error bars."""
+  rows = [r for r in read_summary(summary_path) if r["split"] == split]
+  metric_names = list(dict.fromkeys(r["metric"] for r in rows))
+  tasks = list(dict.fromkeys(r["task"] for r in rows))
+  fig, axes = plt.subplots(1, len(metric_names), figsize=(4.2 * len(metric_names), 3.8),
+                           squeeze=False)
+  for ax, metric in zip(axes[0], metric_names):
+    lows = []
+    for k, arm in enumerate(ARM_COLORS):
+      cells = {r["task"]: r for r in rows if r["metric"] == metric and r["arm"] == arm}
+      means = np.array([_value(cells[t], "mean") for t in tasks])
+      cis = np.nan_to_num(np.array([_value(cells[t], "ci95") for t in tasks]))
+      positions = np.arange(len(tasks)) + (k - 0.5) * 0.38
+      ax.bar(positions, means, 0.38, yerr=cis, capsize=3, color=ARM_COLORS[arm], label=arm)
+      lows.append(np.nanmin(means - cis))
+    # Bars start near the data, not at 0: the differences of interest are small.
+    ax.set_ylim(max(0.0, min(lows) - 0.05), 1.0)
+    ax.set_xticks(np.arange(len(tasks)), [t.replace("_", " ") for t in tasks], rotation=30, ha="right")
+    ax.set_ylabel(f"{split} {METRIC_LABELS.get(metric, metric)}")
+    ax.grid(axis="y", alpha=0.3)
+  axes[0][0].legend(loc="lower left")
+  fig.suptitle(title, fontsize=10)
+  fig.tight_layout()
+  fig.savefig(out_path, dpi=120)
+  plt.close(fig)

@@ -1,0 +1,55 @@
+"""Result files: one JSON line per finished run, keyed by a hash of its config, and a
+summary CSV of means with 95% confidence intervals over seeds."""
+import csv
+import hashlib
+import json
+import math
+import os
+from typing import Iterable, Sequence
+
+import numpy as np
+from scipy import stats
+
+RESULTS_FILE = "results.jsonl"
+SUMMARY_FILE = "summary.csv"
+
+
+def config_hash(config: dict) -> str:
+  """Stable across runs and machines: sorted-key JSON of the config, sha1, 12 hex."""
+  blob = json.dumps(config, sort_keys=True, separators=(",", ":"))
+  return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+def append_result(path: str, record: dict) -> None:
+  """Appends one line and flushes it to disk, so a killed sweep keeps finished runs."""
+  with open(path, "a") as f:
+    f.write(json.dumps(record, sort_keys=True) + "\n")
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def read_results(path: str) -> list[dict]:
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def mean_ci95(values: Sequence[float]) -> tuple[float, float, int]:
+  """Mean, half-width of the two-sided 95% Student-t interval, and n (NaNs dropped)."""
+  values = np.asarray([v for v in values if v is not None and math.isfinite(v)], float)
+  n = values.size
+  if n == 0:
+    return float("nan"), float("nan"), 0
+  if n == 1:
+    return float(values[0]), float("nan"), 1
+  sem = values.std(ddof=1) / math.sqrt(n)
+  return float(values.mean()), float(stats.t.ppf(0.975, n - 1) * sem), n
+
+
+def write_csv(path: str, rows: Iterable[dict]) -> None:
+  rows = list(rows)
+  with open(path, "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)

@@ -1,0 +1,88 @@
+"""The real entry point, run as a user runs it, on tiny settings."""
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--num_train=96", "--num_val=32", "--num_test=64", "--epochs=2", "--seeds=2",
+        "--width=4", "--batch_size=32"]
+
+
+def launch(*args, script="launch.py"):
+  return subprocess.run([sys.executable, script, *args], cwd=ROOT, capture_output=True,
+                        text=True, timeout=300)
+
+
+def test_default_experiment_writes_results_summary_and_plot(tmp_path):
+  out = tmp_path / "run"
+  first = launch(*TINY, f"--out_dir={out}")
+  assert first.returncode == 0, first.stderr
+  assert "pedestrian" in first.stdout and "AUC joint" in first.stdout
+
+  records = [json.loads(line) for line in open(out / "results.jsonl")]
+  assert sorted((r["config"]["arm"], r["config"]["seed"]) for r in records) == [
+      ("joint", 0), ("joint", 1), ("separate", 0), ("separate", 1)]
+  config = records[0]["config"]
+  assert config["encoder"] == {"kind": "cnn", "width": 4, "depth": 2}
+  assert config["train"]["epochs"] == 2 and config["data"]["num_train"] == 96
+  assert records[0]["task_names"] == ["pedestrian", "car", "stop_sign", "traffic_light"]
+  for r in records:
+    assert 0.0 <= r["metrics"]["test"]["auc"]["mean"] <= 1.0
+  by_arm = {r["config"]["arm"]: r["param_count"] for r in records}
+  assert by_arm["separate"] > by_arm["joint"]
+
+  rows = list(csv.DictReader(open(out / "summary.csv")))
+  assert {r["arm"] for r in rows} == {"joint", "separate", "joint_minus_separate"}
+  assert {r["task"] for r in rows} == {"pedestrian", "car", "stop_sign", "traffic_light", "mean"}
+  assert all(r["n"] == "2" for r in rows)
+  with open(out / "joint_vs_separate.png", "rb") as f:
+    assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+  # A second launch finds every run in results.jsonl and trains nothing.
+  second = launch(*TINY, f"--out_dir={out}")
+  assert second.returncode == 0, second.stderr
+  assert "training seeds" not in second.stdout
+  assert len(open(out / "results.jsonl").readlines()) == 4
+
+
+def test_experiment_runs_alone_as_a_module(tmp_path):
+  out = tmp_path / "alone"
+  result = subprocess.run(
+      [sys.executable, "-m", "experiments.joint_vs_separate", *TINY, "--seeds=1", "--encoder=mlp",
+       f"--out_dir={out}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr
+  assert len(open(out / "results.jsonl").readlines()) == 2
+
+
+@pytest.mark.parametrize("flag,expected", [
+    ("--experiment=nope", "--experiment"),
+    ("--dataset=nope", "unknown dataset 'nope'"),
+    ("--encoder=rnn", "--encoder"),
+    ("--width=0", "--width"),
+    ("--width=-3", "--width"),
+    ("--epochs=0", "--epochs"),
+    ("--seeds=0", "--seeds"),
+    ("--missing_frac=1.0", "--missing_frac must be in [0, 1)"),
+    ("--missing_frac=-0.1", "--missing_frac must be in [0, 1)"),
+    ("--no_such_flag=1", "no_such_flag"),
+])
+def test_bad_input_is_one_line_and_nonzero_exit(tmp_path, flag, expected):
+  out = tmp_path / "never"
+  result = launch(flag, f"--out_dir={out}")
+  assert result.returncode != 0
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+  assert expected in lines[0]
+  assert "Traceback" not in result.stderr
+  assert not out.exists()
+
+
+def test_help_explains_the_flags():
+  result = launch("--help")  # absl's --help exits with status 1 after printing
+  for flag in ["--experiment", "--dataset", "--encoder", "--width", "--epochs", "--seeds",
+               "--missing_frac", "--out_dir"]:
+    assert flag in result.stdout

@@ -1,0 +1,73 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mtl_jax.errors import InputError
+from mtl_jax.models import EncoderSpec, Model, _stride2_patches, joint_model, param_count, separate_models
+from mtl_jax.train import TrainConfig, train
+
+T = 3
+
+
+def test_patch_convolution_equals_lax_conv():
+  rng = np.random.default_rng(0)
+  for size in (8, 9):  # even and odd sides pad differently under 'SAME'
+    x = jnp.asarray(rng.normal(size=(2, size, size, 3)), jnp.float32)
+    kernel_HxWxIxO = jnp.asarray(rng.normal(size=(3, 3, 3, 5)), jnp.float32)
+    expected = jax.lax.conv_general_dilated(x, kernel_HxWxIxO, (2, 2), "SAME",
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    patches = _stride2_patches(x)
+    got = patches @ kernel_HxWxIxO.reshape(-1, 5)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind,width,depth,shape,expected_joint,expected_single", [
+    # mlp: 12 inputs -> 5 -> 5 -> heads
+    ("mlp", 5, 2, (2, 2, 3), (12 * 5 + 5) + (5 * 5 + 5) + (5 * T + T), (12 * 5 + 5) + (5 * 5 + 5) + 6),
+    # cnn on 8x8x3: conv 27->4, conv 36->4, features 2*2*4 = 16
+    ("cnn", 4, 2, (8, 8, 3), (27 * 4 + 4) + (36 * 4 + 4) + (16 * T + T), (27 * 4 + 4) + (36 * 4 + 4) + 17),
+])
+def test_parameter_counts(kind, width, depth, shape, expected_joint, expected_single):
+  spec = EncoderSpec(kind, width, depth)
+  joint = joint_model(spec, T, shape)
+  separate = separate_models(spec, T, shape)
+  key = jax.random.PRNGKey(0)
+  assert param_count(joint.init(key)) == expected_joint
+  assert param_count(separate.init(key)) == T * expected_single
+  x = jnp.zeros((4, *shape), jnp.uint8)
+  assert joint.apply(joint.init(key), x).shape == (4, T)
+  assert separate.apply(separate.init(key), x).shape == (4, T)
+
+
+def _task_network(spec, j, shape) -> Model:
+  """Task j's network alone, initialised exactly as `separate_models` initialises it."""
+  single = joint_model(spec, 1, shape)
+  return Model(lambda key: single.init(jax.random.split(key, T)[j]), single.apply)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_vmapped_separate_networks_equal_independent_training(kind):
+  rng = np.random.default_rng(0)
+  shape = (8, 8, 3)
+  x = rng.integers(0, 256, size=(48, *shape), dtype=np.uint8)
+  y = rng.integers(-1, 2, size=(48, T)).astype(np.int8)
+  spec, config, seeds = EncoderSpec(kind, 6, 2), TrainConfig(1e-2, 16, 3), [0, 7]
+
+  together = train(separate_models(spec, T, shape), x, y, seeds, config)
+  for j in range(T):
+    alone = train(_task_network(spec, j, shape), x, y[:, j:j + 1], seeds, config)
+    task_j = jax.tree.map(lambda leaf: leaf[:, j], together.params)
+    for a, b in zip(jax.tree.leaves(task_j), jax.tree.leaves(alone.params)):
+      np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+  # Training moved the parameters, so the equality above is not of two initialisations.
+  initial = jax.vmap(separate_models(spec, T, shape).init)(
+      jax.vmap(lambda s: jax.random.fold_in(jax.random.PRNGKey(s), 0))(jnp.array(seeds, jnp.uint32)))
+  moved = [np.abs(a - b).max() for a, b in zip(jax.tree.leaves(together.params), jax.tree.leaves(initial))]
+  assert max(moved) > 1e-3
+
+
+@pytest.mark.parametrize("kind,width,depth", [("rnn", 4, 1), ("mlp", 0, 1), ("cnn", 4, 0)])
+def test_bad_encoder_specs(kind, width, depth):
+  with pytest.raises(InputError):
+    EncoderSpec(kind, width, depth)
