@@ -18,9 +18,9 @@ DATASET = flags.DEFINE_string(
     "(procedural road scenes with tasks pedestrian, car, stop_sign, traffic_light).")
 ENCODER = flags.DEFINE_enum("encoder", "cnn", ENCODERS, "Shared encoder architecture.")
 WIDTH = flags.DEFINE_integer(
-    "width", 16, "Encoder width: hidden units per layer (mlp) or channels (cnn).", lower_bound=1)
+    "width", 32, "Encoder width: hidden units per layer (mlp) or channels (cnn).", lower_bound=1)
 DEPTH = flags.DEFINE_integer(
-    "depth", 2, "Encoder depth: hidden layers (mlp) or stride-2 conv blocks (cnn).", lower_bound=1)
+    "depth", 3, "Encoder depth: hidden layers (mlp) or stride-2 conv blocks (cnn).", lower_bound=1)
 EPOCHS = flags.DEFINE_integer("epochs", 12, "Training epochs over the train split.", lower_bound=1)
 BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Examples per optimizer step.", lower_bound=1)
 LEARNING_RATE = flags.DEFINE_float("learning_rate", 3e-3, "Adam learning rate.", lower_bound=0.0)

@@ -3,8 +3,6 @@ import sys
 import numpy as np
 import pytest
 
-pytest.importorskip("tensorflow_datasets")
-pytest.importorskip("array_record")
 
 
 def test_tfds_round_trip_without_tensorflow(tmp_path):

@@ -85,6 +85,7 @@ _GROUND_PALETTE = np.array([
 # (half width, total height) -- used for placement and occluders.
 _HALF_WIDTH = np.array([0.16, 0.66, 0.31, 0.16], np.float32)
 _HEIGHT = np.array([1.00, 0.60, 1.50, 1.52], np.float32)
+_CLASS_SCALE = np.array([1.5, 1.0, 1.0, 1.2], np.float32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,16 +98,16 @@ class SceneConfig:
   # Independent per-task presence probabilities, order = TASK_NAMES.
   presence_probs: tuple[float, ...] = (0.4, 0.45, 0.35, 0.35)
   # Std of additive Gaussian pixel noise, as a fraction of the [0, 1] range.
-  noise_std: float = 0.06
+  noise_std: float = 0.05
   # Number of distractor slots per image (each filled with prob. 0.8).
   clutter: int = 4
   # Object scale range (pedestrian height as a fraction of the image height;
   # other classes proportional).  max_scale must be <= 0.6.
-  min_scale: float = 0.22
-  max_scale: float = 0.45
+  min_scale: float = 0.3
+  max_scale: float = 0.5
   # Probability that each present object is partly (30-60% of its bounding
   # box) covered by an occluder (bush / wall / box).
-  occlusion: float = 0.3
+  occlusion: float = 0.25
   # Max haze: the image is blended towards a grey-ish haze colour with a
   # weight ~ U(0, haze) (lowers contrast).
   haze: float = 0.3
@@ -191,7 +192,9 @@ def sample_scene_params(num: int, seed: int,
   p["lane_visible"] = (rng.random(n) < 0.85).astype(f32)
 
   # ---- objects
-  scale = U(config.min_scale, config.max_scale, (n, NUM_TASKS))
+  # Pedestrians and traffic lights are thin: drawn larger so that at 32 px they
+  # are a few pixels wide rather than sub-pixel slivers that no model can see.
+  scale = U(config.min_scale, config.max_scale, (n, NUM_TASKS)) * _CLASS_SCALE
   p["obj_scale"] = scale
   half_w = scale * _HALF_WIDTH
   p["obj_x"] = U(0.0, 1.0, (n, NUM_TASKS)) * 0.76 + 0.12

@@ -114,3 +114,4 @@ def load_driving_tfds(data_dir: str, split: str, num_train: int = 8000, num_test
     images[i] = ex["image"]
     labels[i] = ex["labels"]
   return images, labels
+
