@@ -1,20 +1,17 @@
 """Images/s of the procedural driving-scenes generator.
 
-  python benchmarks/data_rate.py [--image_size=32] [--sizes=1000,10000,50000] [--repeats=3]
+  python -m benchmarks.data_rate [--image_size=32] [--sizes=1000,10000,50000] [--repeats=3]
 
 Reports the median over repeats (after a warm-up call that compiles the
 jitted renderer), for the full pipeline (parameter sampling + rendering).
 """
 
-import os
-import sys
 import time
 
 import numpy as np
 from absl import app, flags
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from mtl_jax.data import driving  # noqa: E402
+from mtl_jax.data import driving
 
 flags.DEFINE_integer("image_size", 32, "Image size.")
 flags.DEFINE_list("sizes", ["1000", "10000", "50000"], "Batch sizes.")

@@ -3,6 +3,7 @@
 Defined once here so that launch.py can import every experiment without two modules
 defining the same flag.
 """
+import os
 import sys
 from typing import Callable
 
@@ -11,7 +12,8 @@ from absl import app, flags, logging
 from mtl_jax.data.datasets import DATASETS, DataConfig
 from mtl_jax.errors import InputError
 from mtl_jax.models import ENCODERS, EncoderSpec
-from mtl_jax.train import TrainConfig
+from mtl_jax.data.driving import SceneConfig
+from mtl_jax.train import OPTIMIZERS, TrainConfig
 
 DATASET = flags.DEFINE_string(
     "dataset", "driving", f"Dataset to train on. Available: {', '.join(DATASETS)} "
@@ -33,10 +35,14 @@ MISSING_FRAC = flags.DEFINE_float(
 NUM_TRAIN = flags.DEFINE_integer("num_train", 6000, "Training examples.", lower_bound=1)
 NUM_VAL = flags.DEFINE_integer("num_val", 1000, "Validation examples.", lower_bound=1)
 NUM_TEST = flags.DEFINE_integer("num_test", 3000, "Test examples (all labels kept).", lower_bound=1)
-IMAGE_SIZE = flags.DEFINE_integer("image_size", 32, "Side of the square scene images.", lower_bound=8)
+IMAGE_SIZE = flags.DEFINE_integer(
+    "image_size", 32, "Side of the square scene images.", lower_bound=8, upper_bound=256)
+OPTIMIZER = flags.DEFINE_enum("optimizer", "adam", list(OPTIMIZERS), "optax optimizer.")
 DATA_SEED = flags.DEFINE_integer("data_seed", 0, "Seed of the generated dataset and its missing-label mask.")
 OUT_DIR = flags.DEFINE_string(
     "out_dir", None, "Where results.jsonl, summary.csv and the plot go (default: runs/EXPERIMENT).")
+flags.register_validator("out_dir", lambda v: v is None or v.strip() != "",
+                         message="--out_dir must not be empty")
 
 flags.register_validator(
     "missing_frac", lambda v: 0.0 <= v < 1.0, message="--missing_frac must be in [0, 1)")
@@ -46,7 +52,7 @@ flags.register_validator(
 
 def data_config() -> DataConfig:
   return DataConfig(DATASET.value, NUM_TRAIN.value, NUM_VAL.value, NUM_TEST.value,
-                    IMAGE_SIZE.value, MISSING_FRAC.value, DATA_SEED.value)
+                    MISSING_FRAC.value, DATA_SEED.value, SceneConfig(image_size=IMAGE_SIZE.value))
 
 
 def encoder_spec() -> EncoderSpec:
@@ -54,11 +60,17 @@ def encoder_spec() -> EncoderSpec:
 
 
 def train_config() -> TrainConfig:
-  return TrainConfig(LEARNING_RATE.value, BATCH_SIZE.value, EPOCHS.value)
+  if BATCH_SIZE.value > NUM_TRAIN.value:
+    raise InputError(f"--batch_size={BATCH_SIZE.value} exceeds --num_train={NUM_TRAIN.value}")
+  return TrainConfig(LEARNING_RATE.value, BATCH_SIZE.value, EPOCHS.value, OPTIMIZER.value)
 
 
 def out_dir(experiment: str) -> str:
-  return OUT_DIR.value or f"runs/{experiment}"
+  """The output folder; checked now, created only when the first result is written."""
+  path = OUT_DIR.value or f"runs/{experiment}"
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise InputError(f"--out_dir {path} exists and is not a directory")
+  return path
 
 
 def fail(message: str) -> None:

@@ -1,8 +1,8 @@
 """Per-task classification metrics that ignore missing (-1) labels.
 
 Computed once per run on the host in float64, so they are exact rather than fast.
-A task whose valid labels are all one class has no ROC-AUC or AP: it gets NaN, and
-the mean over tasks skips it.
+A task whose valid labels are all one class has no ROC-AUC or AP, and a task with a
+non-finite score has no metric at all: they get NaN, and the mean over tasks skips them.
 """
 import numpy as np
 from scipy.stats import rankdata
@@ -46,8 +46,8 @@ def task_metrics(logits_NxT: np.ndarray, labels_NxT: np.ndarray) -> dict[str, np
   for j in range(labels_NxT.shape[1]):
     valid = labels_NxT[:, j] != MISSING
     scores, labels = logits_NxT[valid, j], labels_NxT[valid, j].astype(np.int64)
-    if labels.size == 0:
-      continue
+    if labels.size == 0 or not np.all(np.isfinite(scores)):
+      continue  # no labels to score, or scores that no ranking can be read from
     out["accuracy"][j] = np.mean((scores > 0) == (labels == 1))
     out["auc"][j] = roc_auc(scores, labels)
     out["ap"][j] = average_precision(scores, labels)

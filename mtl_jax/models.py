@@ -47,7 +47,7 @@ def _stride2_patches(x_BxHxWxC: jax.Array) -> jax.Array:
 
   Nine strided slices instead of `lax.conv`: under `jax.vmap` over stacked kernels a
   convolution lowers to a grouped convolution, whose gradient XLA:CPU runs 5-30x
-  slower than this slice + matmul form (see benchmarks/conv_layout.py).
+  slower than this slice + matmul form (benchmarks/conv_layout.py measures it).
   """
   _, h, w, _ = x_BxHxWxC.shape
   out_h, out_w = -(-h // 2), -(-w // 2)

@@ -36,9 +36,9 @@ def plot_joint_vs_separate(summary_path: str, out_path: str, title: str, split: 
       cis = np.nan_to_num(np.array([_value(cells[t], "ci95") for t in tasks]))
       positions = np.arange(len(tasks)) + (k - 0.5) * 0.38
       ax.bar(positions, means, 0.38, yerr=cis, capsize=3, color=ARM_COLORS[arm], label=arm)
-      lows.append(np.nanmin(means - cis))
+      lows.extend((means - cis)[np.isfinite(means)])
     # Bars start near the data, not at 0: the differences of interest are small.
-    ax.set_ylim(max(0.0, min(lows) - 0.05), 1.0)
+    ax.set_ylim(max(0.0, min(lows, default=0.05) - 0.05), 1.0)
     ax.set_xticks(np.arange(len(tasks)), [t.replace("_", " ") for t in tasks], rotation=30, ha="right")
     ax.set_ylabel(f"{split} {METRIC_LABELS.get(metric, metric)}")
     ax.grid(axis="y", alpha=0.3)

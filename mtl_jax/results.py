@@ -22,6 +22,7 @@ def config_hash(config: dict) -> str:
 
 def append_result(path: str, record: dict) -> None:
   """Appends one line and flushes it to disk, so a killed sweep keeps finished runs."""
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   with open(path, "a") as f:
     f.write(json.dumps(record, sort_keys=True) + "\n")
     f.flush()
@@ -29,10 +30,18 @@ def append_result(path: str, record: dict) -> None:
 
 
 def read_results(path: str) -> list[dict]:
+  """Every complete record; a line cut short by a killed run is skipped, so that run
+  is simply trained again."""
   if not os.path.exists(path):
     return []
+  records = []
   with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    for line in f:
+      try:
+        records.append(json.loads(line))
+      except json.JSONDecodeError:
+        continue
+  return records
 
 
 def mean_ci95(values: Sequence[float]) -> tuple[float, float, int]:

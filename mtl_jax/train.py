@@ -1,6 +1,7 @@
 """Training: a jitted step, epochs fused with `lax.scan`, data resident on the device,
 and several seeds trained at once by `jax.vmap` over stacked parameters."""
 import dataclasses
+import functools
 import time
 from typing import Callable, Optional
 
@@ -9,10 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from mtl_jax.errors import InputError
 from mtl_jax.losses import masked_logistic_loss
 from mtl_jax.models import Model
 
 INIT_STREAM, SHUFFLE_STREAM = 0, 1
+OPTIMIZERS = {"adam": optax.adam, "sgd": optax.sgd}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,6 +23,7 @@ class TrainConfig:
   learning_rate: float = 3e-3
   batch_size: int = 128
   epochs: int = 10
+  optimizer: str = "adam"  # a key of OPTIMIZERS
 
 
 @dataclasses.dataclass
@@ -36,20 +40,26 @@ def seed_keys(seeds) -> jax.Array:
   return jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, jnp.uint32))
 
 
-def _epoch_fn(model: Model, optimizer, x_NxD, y_NxT, batch_size: int):
-  num_batches = x_NxD.shape[0] // batch_size
+class TrainingDiverged(InputError):
+  """Non-finite loss or predictions: usually a learning rate that is too high."""
+
+
+def _epoch_fn(model: Model, optimizer, num_examples: int, batch_size: int):
+  num_batches = num_examples // batch_size
 
   def loss_fn(params, x, y):
     return masked_logistic_loss(model.apply(params, x), y)
 
-  def step(carry, idx_B):
-    params, opt_state = carry
-    loss, grads = jax.value_and_grad(loss_fn)(params, x_NxD[idx_B], y_NxT[idx_B])
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return (optax.apply_updates(params, updates), opt_state), loss
+  # The data arrives as arguments, not closed over: a closed-over array would be
+  # baked into the compiled program as a constant (tens of MB of HLO per 6k images).
+  def epoch(params, opt_state, key, x_NxD, y_NxT):
+    def step(carry, idx_B):
+      params, opt_state = carry
+      loss, grads = jax.value_and_grad(loss_fn)(params, x_NxD[idx_B], y_NxT[idx_B])
+      updates, opt_state = optimizer.update(grads, opt_state, params)
+      return (optax.apply_updates(params, updates), opt_state), loss
 
-  def epoch(params, opt_state, key):
-    order = jax.random.permutation(key, x_NxD.shape[0])
+    order = jax.random.permutation(key, num_examples)
     batches_KxB = order[: num_batches * batch_size].reshape(num_batches, batch_size)
     (params, opt_state), losses_K = jax.lax.scan(step, (params, opt_state), batches_KxB)
     return params, opt_state, losses_K.mean()
@@ -65,34 +75,54 @@ def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
   fold_in(fold_in(key_s, SHUFFLE_STREAM), e), so two models trained with the same
   seeds see exactly the same batches in the same order.
   """
+  if not 1 <= config.batch_size <= len(x_train):
+    raise InputError(f"batch size {config.batch_size} must be in [1, {len(x_train)}] "
+                     "(the number of training examples)")
   x_train, y_train = jnp.asarray(x_train), jnp.asarray(y_train)
-  batch_size = min(config.batch_size, x_train.shape[0])
-  optimizer = optax.adam(config.learning_rate)
-  epoch, num_batches = _epoch_fn(model, optimizer, x_train, y_train, batch_size)
+  optimizer = OPTIMIZERS[config.optimizer](config.learning_rate)
+  epoch, num_batches = _epoch_fn(model, optimizer, len(x_train), config.batch_size)
 
   keys_S = seed_keys(seeds)
   params = jax.vmap(lambda k: model.init(jax.random.fold_in(k, INIT_STREAM)))(keys_S)
   opt_state = jax.vmap(optimizer.init)(params)
   shuffle_keys_S = jax.vmap(lambda k: jax.random.fold_in(k, SHUFFLE_STREAM))(keys_S)
   compile_start = time.perf_counter()
-  run_epoch = jax.jit(jax.vmap(epoch)).lower(params, opt_state, shuffle_keys_S).compile()
+  run_epoch = jax.jit(jax.vmap(epoch, in_axes=(0, 0, 0, None, None)), donate_argnums=(0, 1)
+                      ).lower(params, opt_state, shuffle_keys_S, x_train, y_train).compile()
   start = time.perf_counter()
 
   losses = []
   for e in range(config.epochs):
     epoch_keys_S = jax.vmap(lambda k: jax.random.fold_in(k, e))(shuffle_keys_S)
-    params, opt_state, loss_S = run_epoch(params, opt_state, epoch_keys_S)
+    params, opt_state, loss_S = run_epoch(params, opt_state, epoch_keys_S, x_train, y_train)
     losses.append(np.asarray(loss_S))  # the one host sync per epoch
     if not np.all(np.isfinite(losses[-1])):
-      raise FloatingPointError(f"training loss is not finite at epoch {e + 1}: {losses[-1]}")
+      raise TrainingDiverged(f"training loss became non-finite in epoch {e + 1} "
+                             f"(learning rate {config.learning_rate}); try a lower learning rate")
     if log:
       log(e + 1, losses[-1])
   return TrainResult(params, np.stack(losses), time.perf_counter() - start,
                      start - compile_start, config.epochs * num_batches)
 
 
+@functools.lru_cache(maxsize=16)
+def _apply_all_seeds(model: Model):
+  return jax.jit(jax.vmap(model.apply, in_axes=(0, None)))
+
+
 def predict(model: Model, params_S, x, chunk: int = 512) -> np.ndarray:
-  """Logits [S, N, T] for every seed's parameters, in chunks to bound memory."""
-  apply_all = jax.jit(jax.vmap(model.apply, in_axes=(0, None)))
-  parts = [apply_all(params_S, jnp.asarray(x[i:i + chunk])) for i in range(0, len(x), chunk)]
-  return np.concatenate([np.asarray(p) for p in parts], axis=1)
+  """Logits [S, N, T] for every seed's parameters, in chunks to bound memory.
+
+  The last chunk is padded to full size so that one compiled program serves all."""
+  apply_all = _apply_all_seeds(model)
+  parts = []
+  for i in range(0, len(x), chunk):
+    x_chunk = x[i:i + chunk]
+    pad = chunk - len(x_chunk) if len(x) > chunk else 0
+    padded = np.concatenate([x_chunk, np.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x_chunk
+    parts.append(np.asarray(apply_all(params_S, jnp.asarray(padded)))[:, :len(x_chunk)])
+  logits_SxNxT = np.concatenate(parts, axis=1)
+  if not np.all(np.isfinite(logits_SxNxT)):
+    raise TrainingDiverged("the trained model predicts non-finite logits; "
+                           "try a lower learning rate")
+  return logits_SxNxT

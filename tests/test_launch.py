@@ -37,6 +37,13 @@ def test_default_experiment_writes_results_summary_and_plot(tmp_path):
 
   rows = list(csv.DictReader(open(out / "summary.csv")))
   assert {r["arm"] for r in rows} == {"joint", "separate", "joint_minus_separate"}
+  # The summary is the records' mean, arm by arm, and the difference is paired by seed.
+  auc = {(r["config"]["arm"], r["config"]["seed"]): r["metrics"]["test"]["auc"]["mean"] for r in records}
+  cell = {(r["split"], r["metric"], r["task"], r["arm"]): float(r["mean"]) for r in rows}
+  for arm in ("joint", "separate"):
+    assert cell["test", "auc", "mean", arm] == pytest.approx((auc[arm, 0] + auc[arm, 1]) / 2, abs=1e-5)
+  assert cell["test", "auc", "mean", "joint_minus_separate"] == pytest.approx(
+      (auc["joint", 0] - auc["separate", 0] + auc["joint", 1] - auc["separate", 1]) / 2, abs=1e-5)
   assert {r["task"] for r in rows} == {"pedestrian", "car", "stop_sign", "traffic_light", "mean"}
   assert all(r["n"] == "2" for r in rows)
   with open(out / "joint_vs_separate.png", "rb") as f:
@@ -69,14 +76,35 @@ def test_experiment_runs_alone_as_a_module(tmp_path):
     ("--missing_frac=1.0", "--missing_frac must be in [0, 1)"),
     ("--missing_frac=-0.1", "--missing_frac must be in [0, 1)"),
     ("--no_such_flag=1", "no_such_flag"),
+    ("--image_size=100000", "--image_size"),
+    ("--batch_size=500 --num_train=100", "--batch_size=500 exceeds --num_train=100"),
+    ("--out_dir=", "--out_dir must not be empty"),
+    ("positional", "unexpected arguments"),
 ])
 def test_bad_input_is_one_line_and_nonzero_exit(tmp_path, flag, expected):
   out = tmp_path / "never"
-  result = launch(flag, f"--out_dir={out}")
+  result = launch(f"--out_dir={out}", *flag.split())
   assert result.returncode != 0
   lines = result.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
   assert expected in lines[0]
+  assert "Traceback" not in result.stderr
+  assert not out.exists()
+
+
+def test_out_dir_that_is_a_file_is_refused(tmp_path):
+  not_a_dir = tmp_path / "file"
+  not_a_dir.write_text("keep me")
+  result = launch(f"--out_dir={not_a_dir}")
+  assert result.returncode == 2 and "is not a directory" in result.stderr
+  assert not_a_dir.read_text() == "keep me"
+
+
+def test_diverging_training_is_one_line_and_writes_nothing(tmp_path):
+  out = tmp_path / "diverged"
+  result = launch(*TINY, "--learning_rate=1e30", f"--out_dir={out}")
+  assert result.returncode == 2, result.stderr
+  assert result.stderr.strip().count("\n") == 0 and "non-finite" in result.stderr
   assert "Traceback" not in result.stderr
   assert not out.exists()
 

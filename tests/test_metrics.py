@@ -60,3 +60,8 @@ def test_single_class_task_has_no_auc_and_is_skipped_in_the_mean():
   m = task_metrics(np.array([[1.0, 1.0], [-1.0, 2.0]]), np.array([[1, 1], [0, 1]]))
   assert m["auc"][0] == 1.0 and np.isnan(m["auc"][1])
   assert mean_over_tasks(m["auc"]) == 1.0
+
+
+def test_non_finite_scores_give_no_metric_instead_of_a_plausible_one():
+  m = task_metrics(np.array([[np.nan], [np.nan], [np.nan]]), np.array([[1], [0], [0]]))
+  assert all(np.isnan(m[name][0]) for name in ("accuracy", "auc", "ap"))

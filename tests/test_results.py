@@ -29,3 +29,9 @@ def test_append_and_read_round_trip(tmp_path):
   append_result(path, {"hash": "a", "x": 1})
   append_result(path, {"hash": "b", "x": None})
   assert read_results(path) == [{"hash": "a", "x": 1}, {"hash": "b", "x": None}]
+
+
+def test_a_line_cut_short_by_a_killed_run_is_skipped(tmp_path):
+  path = tmp_path / "results.jsonl"
+  path.write_text('{"hash": "a"}\n{"hash": "b", "metr')
+  assert read_results(str(path)) == [{"hash": "a"}]

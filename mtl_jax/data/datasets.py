@@ -7,6 +7,7 @@ import dataclasses
 
 import numpy as np
 
+from mtl_jax.data import driving, missing
 from mtl_jax.errors import InputError
 
 DATASETS = ("driving",)
@@ -37,9 +38,12 @@ class DataConfig:
   num_train: int = 6000
   num_val: int = 1000
   num_test: int = 3000
-  image_size: int = 32
   missing_frac: float = 0.0
   data_seed: int = 0
+  scenes: driving.SceneConfig = driving.SceneConfig()
+  # Part of every result's config hash, so results from an older renderer are never
+  # reused as if they came from this one.
+  generator_version: int = driving.GENERATOR_VERSION
 
 
 def check_data_config(config: DataConfig) -> None:
@@ -51,25 +55,27 @@ def check_data_config(config: DataConfig) -> None:
     raise InputError("num_train, num_val and num_test must be positive")
 
 
-def _split_slices(config: DataConfig):
-  edges = np.cumsum([0, config.num_train, config.num_val, config.num_test])
-  return [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
+def _stream_seed(data_seed: int, stream: str) -> int:
+  """An independent seed per use of the data seed (split rendering, label hiding)."""
+  words = [data_seed] + [ord(c) for c in stream]
+  return int(np.random.SeedSequence(words).generate_state(1)[0])
 
 
 def load_dataset(config: DataConfig) -> MultiTaskData:
   check_data_config(config)
-  from mtl_jax.data import driving, missing
 
-  scenes = driving.SceneConfig(image_size=config.image_size)
-  total = config.num_train + config.num_val + config.num_test
-  # Scenes are i.i.d., so contiguous slices of one generated set are random splits.
-  images, labels = driving.render_scenes(total, config.data_seed, scenes)
-  train_s, val_s, test_s = _split_slices(config)
-  hide = lambda y, stream: missing.hide_labels(y, config.missing_frac, config.data_seed * 2 + stream)
+  def split(name: str, num: int, hide: bool) -> Split:
+    # Each split has its own seed, so a test set does not change when num_train does.
+    images, labels = driving.render_scenes(num, _stream_seed(config.data_seed, name), config.scenes)
+    if hide:
+      labels = missing.hide_labels(labels, config.missing_frac,
+                                   _stream_seed(config.data_seed, name + "/missing"))
+    return Split(images, labels)
+
   return MultiTaskData(
       name=config.dataset,
       task_names=tuple(driving.TASK_NAMES),
-      train=Split(images[train_s], hide(labels[train_s], 0)),
-      val=Split(images[val_s], hide(labels[val_s], 1)),
-      test=Split(images[test_s], labels[test_s]),
+      train=split("train", config.num_train, hide=True),
+      val=split("val", config.num_val, hide=True),
+      test=split("test", config.num_test, hide=False),
   )

@@ -37,6 +37,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+# Bump whenever a change to the renderer changes the images a seed produces.
+GENERATOR_VERSION = 2
+
 TASK_NAMES: tuple[str, ...] = ("pedestrian", "car", "stop_sign", "traffic_light")
 NUM_TASKS = len(TASK_NAMES)
 PED, CAR, STOP, LIGHT = range(NUM_TASKS)
@@ -86,6 +89,8 @@ _GROUND_PALETTE = np.array([
 _HALF_WIDTH = np.array([0.16, 0.66, 0.31, 0.16], np.float32)
 _HEIGHT = np.array([1.00, 0.60, 1.50, 1.52], np.float32)
 _CLASS_SCALE = np.array([1.5, 1.0, 1.0, 1.2], np.float32)
+# The largest max_scale at which the tallest object still fits in the frame.
+MAX_SCALE = float(0.98 / (_CLASS_SCALE * _HEIGHT).max())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +107,7 @@ class SceneConfig:
   # Number of distractor slots per image (each filled with prob. 0.8).
   clutter: int = 4
   # Object scale range (pedestrian height as a fraction of the image height;
-  # other classes proportional).  max_scale must be <= 0.6.
+  # other classes proportional).  max_scale must be <= MAX_SCALE.
   min_scale: float = 0.3
   max_scale: float = 0.5
   # Probability that each present object is partly (30-60% of its bounding
@@ -121,8 +126,8 @@ class SceneConfig:
       raise ValueError(f"presence_probs must have {NUM_TASKS} entries")
     if not all(0.0 <= p <= 1.0 for p in self.presence_probs):
       raise ValueError("presence_probs must be in [0, 1]")
-    if not 0.0 < self.min_scale <= self.max_scale <= 0.6:
-      raise ValueError("need 0 < min_scale <= max_scale <= 0.6")
+    if not 0.0 < self.min_scale <= self.max_scale <= MAX_SCALE:
+      raise ValueError(f"need 0 < min_scale <= max_scale <= {MAX_SCALE:.3f}")
     if self.clutter < 0 or self.noise_std < 0 or self.haze < 0:
       raise ValueError("clutter, noise_std and haze must be >= 0")
     if not 0.0 <= self.occlusion <= 1.0 or not 0.0 <= self.lighting < 1.0:
@@ -158,7 +163,8 @@ def sample_scene_params(num: int, seed: int,
       obj_scale f32  [N,4]  object scale s (object height = s * _HEIGHT[c])
       car_colour int32 [N]  index into CAR_COLOURS / CAR_COLOUR_NAMES
       lit_lamp   int32 [N]  traffic light lamp lit: 0 red, 1 amber, 2 green
-      occluded  bool [N,4]  whether an occluder covers part of the object
+      occluded  bool [N,4]  whether an occluder is drawn over part of the object's
+                            slot (also when the object is absent, as a distractor)
       clutter_active bool [N,K], clutter_type int32 [N,K] (CLUTTER_TYPE_NAMES)
       horizon   f32  [N]    y of the horizon
     (only meaningful where the object is present).
@@ -393,7 +399,9 @@ def _render_sub(p, config: SceneConfig):
     ot = jnp.where(side == 2, bot - f * (bot - top), top - 0.02)
     ob = bot + 0.02
     sdf = _box(u, v, (ol + orr) * 0.5, (ot + ob) * 0.5, (orr - ol) * 0.5, (ob - ot) * 0.5) - 0.01
-    return draw(img, sdf, col3(p["occ_rgb"][ci]), pres[ci] * p["occluded"][ci])
+    # Drawn whether or not the object is there: an occluder only where objects are
+    # would itself be a shortcut feature for the label.
+    return draw(img, sdf, col3(p["occ_rgb"][ci]), p["occluded"][ci])
 
   # traffic light: pole, dark box, 3 lamps (one SDF for all three; one lit)
   x, y, s, g = xs[LIGHT], ys[LIGHT], ss[LIGHT], pres[LIGHT]
