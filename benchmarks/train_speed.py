@@ -9,7 +9,7 @@ import json
 import platform
 
 import jax
-from absl import app, flags
+from absl import app, flags, logging
 
 from mtl_jax.data import driving
 from mtl_jax.models import EncoderSpec, make_model, param_count
@@ -25,6 +25,7 @@ ENCODERS = [EncoderSpec("cnn", 32, 3), EncoderSpec("mlp", 256, 2)]
 
 def main(argv):
   del argv
+  logging.set_verbosity(logging.WARNING)  # no start-up chatter about absent TPU plugins
   x, y = driving.render_scenes(NUM_TRAIN.value, 0)
   config = TrainConfig(epochs=EPOCHS.value)
   seeds = list(range(SEEDS.value))
