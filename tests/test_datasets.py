@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+
+from mtl_jax.data.datasets import DataConfig, load_dataset
+from mtl_jax.errors import InputError
+from mtl_jax.runs import RunConfig
+from mtl_jax.models import EncoderSpec
+from mtl_jax.train import TrainConfig
+
+SMALL = DataConfig(num_train=200, num_val=50, num_test=100, missing_frac=0.3, data_seed=4)
+
+
+def test_missing_labels_only_in_train_and_val():
+  data = load_dataset(SMALL)
+  for split in (data.train, data.val):
+    assert np.mean(split.y == -1) == pytest.approx(0.3, abs=0.01)
+  assert not np.any(data.test.y == -1)
+  assert data.task_names == ("pedestrian", "car", "stop_sign", "traffic_light")
+  assert data.train.x.dtype == np.uint8 and data.train.y.dtype == np.int8
+
+
+def test_splits_are_deterministic_and_test_set_does_not_depend_on_train_size():
+  a, b = load_dataset(SMALL), load_dataset(SMALL)
+  np.testing.assert_array_equal(a.train.x, b.train.x)
+  np.testing.assert_array_equal(a.train.y, b.train.y)
+  bigger = load_dataset(DataConfig(**{**SMALL.__dict__, "num_train": 300}))
+  np.testing.assert_array_equal(a.test.x, bigger.test.x)
+  assert not np.array_equal(a.train.x[:50], a.test.x[:50])
+
+
+def test_scene_settings_are_part_of_the_config_hash():
+  def run(data):
+    return RunConfig("x", "joint", 0, data, EncoderSpec(), TrainConfig())
+  harder = DataConfig(**{**SMALL.__dict__, "scenes": SMALL.scenes.__class__(noise_std=0.2)})
+  assert run(SMALL).hash != run(harder).hash
+  assert run(SMALL).hash == run(DataConfig(**SMALL.__dict__)).hash
+
+
+@pytest.mark.parametrize("change", [{"dataset": "mnist"}, {"missing_frac": 1.0}, {"num_test": 0}])
+def test_bad_data_configs(change):
+  with pytest.raises(InputError):
+    load_dataset(DataConfig(**{**SMALL.__dict__, **change}))
