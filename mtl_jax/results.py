@@ -5,13 +5,17 @@ import hashlib
 import json
 import math
 import os
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 from scipy import stats
 
+from mtl_jax.metrics import METRICS
+
 RESULTS_FILE = "results.jsonl"
 SUMMARY_FILE = "summary.csv"
+DIFF_ARM = "joint_minus_separate"
+SPLITS = ("val", "test")
 
 
 def config_hash(config: dict) -> str:
@@ -62,3 +66,38 @@ def write_csv(path: str, rows: Iterable[dict]) -> None:
     writer = csv.DictWriter(f, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
+
+
+def write_atomically(path: str, write: Callable[[str], None]) -> None:
+  """write(tmp) then rename: a reader never sees a half-written file."""
+  # The temporary name keeps the extension, which matplotlib reads to pick the format.
+  tmp = os.path.join(os.path.dirname(path), ".partial-" + os.path.basename(path))
+  write(tmp)
+  os.replace(tmp, path)
+
+
+def _metric(record: dict, split: str, metric: str, task_index: Optional[int]) -> float:
+  m = record["metrics"][split][metric]
+  value = m["mean"] if task_index is None else m["per_task"][task_index]
+  return np.nan if value is None else value
+
+
+def summarize_arms(records_by_arm: dict[str, list[dict]], task_names: Sequence[str],
+                   keys: Optional[dict] = None) -> list[dict]:
+  """Rows of mean and 95% CI over seeds per split, metric, task ('mean' = the mean over
+  tasks) and arm, plus the paired per-seed difference joint - separate (records are
+  in seed order, and the same seed means the same data order). `keys` (e.g. the width
+  of a sweep point) lead every row."""
+  rows = []
+  tasks = list(enumerate(task_names)) + [(None, "mean")]
+  for split in SPLITS:
+    for metric in METRICS:
+      for index, task in tasks:
+        values = {arm: np.array([_metric(r, split, metric, index) for r in records])
+                  for arm, records in records_by_arm.items()}
+        values[DIFF_ARM] = values["joint"] - values["separate"]
+        for arm, v in values.items():
+          mean, ci, n = mean_ci95(v)
+          rows.append(dict(**(keys or {}), split=split, metric=metric, task=task, arm=arm,
+                           mean=round(mean, 5), ci95=round(ci, 5), n=n))
+  return rows

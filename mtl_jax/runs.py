@@ -9,11 +9,11 @@ import numpy as np
 from mtl_jax import metrics
 from mtl_jax.data.datasets import DataConfig, MultiTaskData
 from mtl_jax.models import EncoderSpec, make_model, param_count
-from mtl_jax.results import config_hash
+from mtl_jax.results import SPLITS, config_hash
 from mtl_jax.train import TrainConfig, predict, train
 
 ARMS = ("joint", "separate")
-EVAL_SPLITS = ("val", "test")
+EVAL_SPLITS = SPLITS
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,45 @@
+"""A grid of runs against results.jsonl: runs already recorded there (matched by the
+hash of their config) are reused; the rest are trained, seeds of a group together, and
+appended as soon as their group finishes, so a killed sweep resumes where it stopped."""
+import time
+from typing import Sequence
+
+import numpy as np
+
+from mtl_jax.data.datasets import MultiTaskData
+from mtl_jax.results import append_result, read_results
+from mtl_jax.runs import RunConfig, run_arm
+
+
+def describe(config: RunConfig) -> str:
+  e = config.encoder
+  return f"{config.arm} {e.kind} w{e.width} d{e.depth}"
+
+
+def run_pending(groups: Sequence[Sequence[RunConfig]], data: MultiTaskData,
+                results_path: str) -> dict[str, dict]:
+  """`groups`: lists of configs identical but for their seeds. Returns every record of
+  results_path (old and new) by hash."""
+  done = {r["hash"]: r for r in read_results(results_path)}
+  for i, group in enumerate(groups, 1):
+    name = f"[{i}/{len(groups)}] {describe(group[0])}"
+    todo = [c for c in group if c.hash not in done]
+    if not todo:
+      print(f"  {name}: all {len(group)} seeds already in {results_path}; skipped", flush=True)
+      continue
+    start = time.perf_counter()
+    epochs = group[0].train.epochs
+
+    def log(epoch: int, loss_S: np.ndarray):
+      print(f"  {name}: epoch {epoch:>3}/{epochs}  train J {loss_S.mean():.4f} "
+            f"(mean of {loss_S.size} seeds)  {time.perf_counter() - start:6.1f}s", flush=True)
+
+    records = run_arm(todo, data, log)
+    for record in records:
+      append_result(results_path, record)
+      done[record["hash"]] = record
+    r = records[0]
+    print(f"  {name}: {r['param_count']:,} parameters per seed, "
+          f"{r['train_steps'] / r['train_seconds_all_seeds']:.1f} steps/s for all seeds together",
+          flush=True)
+  return done
