@@ -1,22 +1,41 @@
 """mtl_jax's entry point: python launch.py --experiment=NAME [that experiment's flags].
 
 With no flags it compares joint and separate networks on the driving-scenes data.
+--experiment=all runs every experiment in turn, each into its own folder.
 """
+import os
+import time
+
 from absl import flags
 
-from experiments import cli, joint_vs_separate
+from experiments import cli, joint_vs_separate, network_size
 
 EXPERIMENTS = {
     joint_vs_separate.NAME: joint_vs_separate.main,
+    network_size.NAME: network_size.main,
 }
+ALL = "all"
 
 flags.adopt_module_key_flags(cli)  # --help lists the shared flags, not just --experiment
 EXPERIMENT = flags.DEFINE_enum(
-    "experiment", joint_vs_separate.NAME, list(EXPERIMENTS), "Which experiment to run.")
+    "experiment", joint_vs_separate.NAME, [*EXPERIMENTS, ALL],
+    f"Which experiment to run; '{ALL}' runs {', '.join(EXPERIMENTS)} in turn.")
 
 
 def main(argv):
-  EXPERIMENTS[EXPERIMENT.value](argv)
+  if EXPERIMENT.value != ALL:
+    EXPERIMENTS[EXPERIMENT.value](argv)
+    return
+  base_out_dir = cli.OUT_DIR.value
+  wall_times = {}
+  for name, run in EXPERIMENTS.items():
+    if base_out_dir:
+      flags.FLAGS.out_dir = os.path.join(base_out_dir, name)
+    print(f"=== {name} ===", flush=True)
+    start = time.perf_counter()
+    run(argv)
+    wall_times[name] = time.perf_counter() - start
+  print("\nwall time: " + ", ".join(f"{name} {t:.0f}s" for name, t in wall_times.items()))
 
 
 if __name__ == "__main__":

@@ -5,11 +5,12 @@ defining the same flag.
 """
 import os
 import sys
+import time
 from typing import Callable
 
 from absl import app, flags, logging
 
-from mtl_jax.data.datasets import DATASETS, DataConfig
+from mtl_jax.data.datasets import DATASETS, DataConfig, MultiTaskData, load_dataset
 from mtl_jax.errors import InputError
 from mtl_jax.models import ENCODERS, EncoderSpec
 from mtl_jax.data.driving import SceneConfig
@@ -41,6 +42,9 @@ OPTIMIZER = flags.DEFINE_enum("optimizer", "adam", list(OPTIMIZERS), "optax opti
 DATA_SEED = flags.DEFINE_integer("data_seed", 0, "Seed of the generated dataset and its missing-label mask.")
 OUT_DIR = flags.DEFINE_string(
     "out_dir", None, "Where results.jsonl, summary.csv and the plot go (default: runs/EXPERIMENT).")
+PLOT_ONLY = flags.DEFINE_bool(
+    "plot_only", False, "Train nothing: redraw the summary and plot from the runs of these "
+    "flags already in --out_dir/results.jsonl.")
 flags.register_validator("out_dir", lambda v: v is None or v.strip() != "",
                          message="--out_dir must not be empty")
 
@@ -71,6 +75,19 @@ def out_dir(experiment: str) -> str:
   if os.path.exists(path) and not os.path.isdir(path):
     raise InputError(f"--out_dir {path} exists and is not a directory")
   return path
+
+
+def load_data_logged(config: DataConfig) -> Callable[[], MultiTaskData]:
+  """A loader for run_pending that says what it generated and how long it took."""
+  def load():
+    start = time.perf_counter()
+    data = load_dataset(config)
+    print(f"  dataset {data.name} {data.input_shape}: train/val/test {len(data.train.y)}/"
+          f"{len(data.val.y)}/{len(data.test.y)}, tasks {', '.join(data.task_names)}, "
+          f"{config.missing_frac:.0%} of train/val labels missing ({time.perf_counter() - start:.1f}s)",
+          flush=True)
+    return data
+  return load
 
 
 def fail(message: str) -> None:

@@ -15,7 +15,7 @@ import time
 from absl import flags
 
 from experiments import cli
-from mtl_jax.data.datasets import check_data_config, load_dataset
+from mtl_jax.data.datasets import check_data_config
 from mtl_jax.plots import plot_joint_vs_separate
 from mtl_jax.results import (DIFF_ARM, RESULTS_FILE, SUMMARY_FILE, summarize_arms, write_atomically,
                              write_csv)
@@ -55,15 +55,13 @@ def main(argv):
   out = cli.out_dir(NAME)  # checked before the slow part; created by the first record
   first = configs["joint"][0]
   start = time.perf_counter()
-  data = load_dataset(first.data)
-  print(f"{NAME}: dataset {data.name} {data.input_shape}, train/val/test "
-        f"{len(data.train.y)}/{len(data.val.y)}/{len(data.test.y)}, tasks {', '.join(data.task_names)}, "
-        f"missing {first.data.missing_frac:.0%} of train labels ({time.perf_counter() - start:.1f}s)")
+  print(f"{NAME}: joint vs separate {first.encoder.kind} networks, {len(configs['joint'])} seeds", flush=True)
   results_path = os.path.join(out, RESULTS_FILE)
-  done = run_pending(list(configs.values()), data, results_path)
+  done = run_pending(list(configs.values()), cli.load_data_logged(first.data), results_path,
+                     train_missing=not cli.PLOT_ONLY.value)
 
   records_by_arm = {arm: [done[c.hash] for c in arm_configs] for arm, arm_configs in configs.items()}
-  rows = summarize_arms(records_by_arm, data.task_names)
+  rows = summarize_arms(records_by_arm, records_by_arm["joint"][0]["task_names"])
   summary_path = os.path.join(out, SUMMARY_FILE)
   write_atomically(summary_path, lambda p: write_csv(p, rows))
   params = {arm: records_by_arm[arm][0]["param_count"] for arm in ARMS}

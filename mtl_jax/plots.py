@@ -48,3 +48,32 @@ def plot_joint_vs_separate(summary_path: str, out_path: str, title: str, split: 
   fig.tight_layout(rect=(0, 0, 1, 0.97))
   fig.savefig(out_path, dpi=120)
   plt.close(fig)
+
+
+def plot_network_size(summary_path: str, out_path: str, title: str, metric: str = "auc",
+                      split: str = "test") -> None:
+  """Mean-over-tasks metric against encoder width and against parameter count, one row
+  per encoder, joint vs separate, with 95% CI bands over seeds."""
+  rows = [r for r in read_summary(summary_path)
+          if r["split"] == split and r["metric"] == metric and r["task"] == "mean"]
+  encoders = list(dict.fromkeys(r["encoder"] for r in rows))
+  fig, axes = plt.subplots(len(encoders), 2, figsize=(10, 3.6 * len(encoders)), squeeze=False)
+  for row_axes, encoder in zip(axes, encoders):
+    for arm, color in ARM_COLORS.items():
+      points = sorted((int(r["width"]), int(r[f"params_{arm}"]), _value(r, "mean"), _value(r, "ci95"))
+                      for r in rows if r["encoder"] == encoder and r["arm"] == arm)
+      widths, params, means, cis = (np.array(c, float) for c in zip(*points))
+      cis = np.nan_to_num(cis)
+      for ax, x in zip(row_axes, (widths, params)):
+        ax.plot(x, means, "o-", color=color, label=arm)
+        ax.fill_between(x, means - cis, means + cis, color=color, alpha=0.2, linewidth=0)
+    for ax, xlabel in zip(row_axes, ("encoder width (units or channels)", "parameters (all tasks)")):
+      ax.set_xscale("log", base=2 if xlabel.startswith("encoder") else 10)
+      ax.set_xlabel(f"{encoder}: {xlabel}")
+      ax.set_ylabel(f"{split} {METRIC_LABELS.get(metric, metric)}, mean over tasks")
+      ax.grid(alpha=0.3)
+  axes[0][0].legend(loc="lower right")
+  fig.suptitle(title, fontsize=10, x=0.02, ha="left")
+  fig.tight_layout(rect=(0, 0, 1, 0.97))
+  fig.savefig(out_path, dpi=120)
+  plt.close(fig)

@@ -1,12 +1,14 @@
 """A grid of runs against results.jsonl: runs already recorded there (matched by the
 hash of their config) are reused; the rest are trained, seeds of a group together, and
 appended as soon as their group finishes, so a killed sweep resumes where it stopped."""
+import functools
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from mtl_jax.data.datasets import MultiTaskData
+from mtl_jax.errors import InputError
 from mtl_jax.results import append_result, read_results
 from mtl_jax.runs import RunConfig, run_arm
 
@@ -16,16 +18,24 @@ def describe(config: RunConfig) -> str:
   return f"{config.arm} {e.kind} w{e.width} d{e.depth}"
 
 
-def run_pending(groups: Sequence[Sequence[RunConfig]], data: MultiTaskData,
-                results_path: str) -> dict[str, dict]:
+def run_pending(groups: Sequence[Sequence[RunConfig]], load_data: Callable[[], MultiTaskData],
+                results_path: str, train_missing: bool = True) -> dict[str, dict]:
   """`groups`: lists of configs identical but for their seeds. Returns every record of
-  results_path (old and new) by hash."""
+  results_path (old and new) by hash. The data is loaded only if something is trained;
+  with train_missing=False a missing run is an error instead."""
   done = {r["hash"]: r for r in read_results(results_path)}
+  missing = sum(c.hash not in done for group in groups for c in group)
+  if missing and not train_missing:
+    total = sum(len(group) for group in groups)
+    raise InputError(f"{missing} of the {total} runs these flags ask for are not in {results_path}; "
+                     "run without --plot_only first")
+  load_data = functools.cache(load_data)
   for i, group in enumerate(groups, 1):
     name = f"[{i}/{len(groups)}] {describe(group[0])}"
     todo = [c for c in group if c.hash not in done]
     if not todo:
-      print(f"  {name}: all {len(group)} seeds already in {results_path}; skipped", flush=True)
+      if train_missing:
+        print(f"  {name}: all {len(group)} seeds already in {results_path}; skipped", flush=True)
       continue
     start = time.perf_counter()
     epochs = group[0].train.epochs
@@ -34,6 +44,7 @@ def run_pending(groups: Sequence[Sequence[RunConfig]], data: MultiTaskData,
       print(f"  {name}: epoch {epoch:>3}/{epochs}  train J {loss_S.mean():.4f} "
             f"(mean of {loss_S.size} seeds)  {time.perf_counter() - start:6.1f}s", flush=True)
 
+    data = load_data()
     records = run_arm(todo, data, log)
     for record in records:
       append_result(results_path, record)

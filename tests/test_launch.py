@@ -55,6 +55,15 @@ def test_default_experiment_writes_results_summary_and_plot(tmp_path):
   assert "epoch" not in second.stdout and "skipped" in second.stdout
   assert len(open(out / "results.jsonl").readlines()) == 4
 
+  # --plot_only redraws from results.jsonl alone.
+  os.remove(out / "joint_vs_separate.png")
+  redraw = launch(*TINY, "--plot_only", f"--out_dir={out}")
+  assert redraw.returncode == 0, redraw.stderr
+  assert "epoch" not in redraw.stdout and (out / "joint_vs_separate.png").exists()
+  # ... and refuses to invent runs that were never trained.
+  other = launch(*TINY, "--seeds=3", "--plot_only", f"--out_dir={out}")
+  assert other.returncode == 2 and "2 of the 6 runs" in other.stderr
+
 
 def test_experiment_runs_alone_as_a_module(tmp_path):
   out = tmp_path / "alone"

@@ -10,7 +10,6 @@ from mtl_jax.losses import per_task_logistic_loss
 def numpy_loss(logits, labels):
   """The seed's J written out by hand in float64: y log s(z) + (1-y) log(1-s(z))."""
   logits = np.asarray(logits, np.float64)
-  total = 0.0
   per_task = np.zeros(logits.shape[1])
   for i in range(logits.shape[0]):
     for j in range(logits.shape[1]):
