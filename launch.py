@@ -8,11 +8,12 @@ import time
 
 from absl import flags
 
-from experiments import cli, joint_vs_separate, network_size
+from experiments import cli, joint_vs_separate, missing_labels, network_size
 
 EXPERIMENTS = {
     joint_vs_separate.NAME: joint_vs_separate.main,
     network_size.NAME: network_size.main,
+    missing_labels.NAME: missing_labels.main,
 }
 ALL = "all"
 

@@ -55,8 +55,9 @@ flags.register_validator(
 
 
 def data_config() -> DataConfig:
-  return DataConfig(DATASET.value, NUM_TRAIN.value, NUM_VAL.value, NUM_TEST.value,
-                    MISSING_FRAC.value, DATA_SEED.value, SceneConfig(image_size=IMAGE_SIZE.value))
+  return DataConfig(dataset=DATASET.value, num_train=NUM_TRAIN.value, num_val=NUM_VAL.value,
+                    num_test=NUM_TEST.value, missing_frac=MISSING_FRAC.value,
+                    data_seed=DATA_SEED.value, scenes=SceneConfig(image_size=IMAGE_SIZE.value))
 
 
 def encoder_spec() -> EncoderSpec:

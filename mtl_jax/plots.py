@@ -77,3 +77,32 @@ def plot_network_size(summary_path: str, out_path: str, title: str, metric: str 
   fig.tight_layout(rect=(0, 0, 1, 0.97))
   fig.savefig(out_path, dpi=120)
   plt.close(fig)
+
+
+def plot_missing_labels(summary_path: str, out_path: str, title: str, metric: str = "auc",
+                        split: str = "test") -> None:
+  """Mean-over-tasks metric against the fraction of missing labels, one line per way of
+  handling them (95% CI bands), beside the training labels each way keeps."""
+  rows = [r for r in read_summary(summary_path)
+          if r["split"] == split and r["metric"] == metric and r["task"] == "mean"]
+  fig, (ax_metric, ax_labels) = plt.subplots(1, 2, figsize=(10, 3.8))
+  for handling in dict.fromkeys(r["label_handling"] for r in rows):
+    points = sorted((float(r["missing_frac"]), _value(r, "mean"), _value(r, "ci95"),
+                     float(r["train_labels"]))
+                    for r in rows if r["label_handling"] == handling)
+    fracs, means, cis, labels = (np.array(c, float) for c in zip(*points))
+    line, = ax_metric.plot(fracs, means, "o-", label=handling.replace("_", " "))
+    ax_metric.fill_between(fracs, means - np.nan_to_num(cis), means + np.nan_to_num(cis),
+                           color=line.get_color(), alpha=0.2, linewidth=0)
+    ax_labels.plot(fracs, np.maximum(labels, 1), "o-", color=line.get_color())
+  ax_metric.set_ylabel(f"{split} {METRIC_LABELS.get(metric, metric)}, mean over tasks")
+  ax_labels.set_ylabel("training labels used (0 plotted at 1)")
+  ax_labels.set_yscale("log")
+  for ax in (ax_metric, ax_labels):
+    ax.set_xlabel("fraction of training labels missing")
+    ax.grid(alpha=0.3)
+  ax_metric.legend(loc="lower left")
+  fig.suptitle(title, fontsize=10, x=0.02, ha="left")
+  fig.tight_layout(rect=(0, 0, 1, 0.95))
+  fig.savefig(out_path, dpi=120)
+  plt.close(fig)

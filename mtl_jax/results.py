@@ -85,9 +85,9 @@ def _metric(record: dict, split: str, metric: str, task_index: Optional[int]) ->
 def summarize_arms(records_by_arm: dict[str, list[dict]], task_names: Sequence[str],
                    keys: Optional[dict] = None) -> list[dict]:
   """Rows of mean and 95% CI over seeds per split, metric, task ('mean' = the mean over
-  tasks) and arm, plus the paired per-seed difference joint - separate (records are
-  in seed order, and the same seed means the same data order). `keys` (e.g. the width
-  of a sweep point) lead every row."""
+  tasks) and arm. With both a joint and a separate arm, also the paired per-seed
+  difference joint - separate (records are in seed order, and the same seed means the
+  same data order). `keys` (e.g. the width of a sweep point) lead every row."""
   rows = []
   tasks = list(enumerate(task_names)) + [(None, "mean")]
   for split in SPLITS:
@@ -95,7 +95,8 @@ def summarize_arms(records_by_arm: dict[str, list[dict]], task_names: Sequence[s
       for index, task in tasks:
         values = {arm: np.array([_metric(r, split, metric, index) for r in records])
                   for arm, records in records_by_arm.items()}
-        values[DIFF_ARM] = values["joint"] - values["separate"]
+        if {"joint", "separate"} <= values.keys():
+          values[DIFF_ARM] = values["joint"] - values["separate"]
         for arm, v in values.items():
           mean, ci, n = mean_ci95(v)
           rows.append(dict(**(keys or {}), split=split, metric=metric, task=task, arm=arm,

@@ -14,8 +14,9 @@ from mtl_jax.runs import RunConfig, run_arm
 
 
 def describe(config: RunConfig) -> str:
-  e = config.encoder
-  return f"{config.arm} {e.kind} w{e.width} d{e.depth}"
+  e, d = config.encoder, config.data
+  return (f"{config.arm} {e.kind} w{e.width} d{e.depth}, {d.missing_frac:.0%} missing"
+          + ("" if d.label_handling == "mask" else f" ({d.label_handling.replace('_', ' ')})"))
 
 
 def run_pending(groups: Sequence[Sequence[RunConfig]], load_data: Callable[[], MultiTaskData],

@@ -40,3 +40,24 @@ def test_scene_settings_are_part_of_the_config_hash():
 def test_bad_data_configs(change):
   with pytest.raises(InputError):
     load_dataset(DataConfig(**{**SMALL.__dict__, **change}))
+
+
+def test_label_handling_of_the_train_split():
+  from mtl_jax.data.datasets import Split, handle_missing
+  x = np.arange(4)[:, None]
+  y = np.array([[1, -1], [0, 0], [-1, -1], [1, 1]], np.int8)
+  assert handle_missing(Split(x, y), "mask").y is y
+  negative = handle_missing(Split(x, y), "as_negative")
+  np.testing.assert_array_equal(negative.y, [[1, 0], [0, 0], [0, 0], [1, 1]])
+  assert negative.y.dtype == np.int8 and negative.x is x
+  dropped = handle_missing(Split(x, y), "drop_incomplete")
+  np.testing.assert_array_equal(dropped.x[:, 0], [1, 3])
+  np.testing.assert_array_equal(dropped.y, [[0, 0], [1, 1]])
+
+
+def test_label_handling_leaves_validation_and_test_alone():
+  a = load_dataset(DataConfig(**{**SMALL.__dict__, "label_handling": "drop_incomplete"}))
+  b = load_dataset(SMALL)
+  assert len(a.train.y) == np.sum(np.all(b.train.y != -1, axis=1)) < len(b.train.y)
+  np.testing.assert_array_equal(a.val.y, b.val.y)
+  np.testing.assert_array_equal(a.test.x, b.test.x)

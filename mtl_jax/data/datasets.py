@@ -11,6 +11,9 @@ from mtl_jax.data import driving, missing
 from mtl_jax.errors import InputError
 
 DATASETS = ("driving",)
+# How the training split treats a missing label: the masked loss ignores it; the two
+# common alternatives call it a "no", or drop every example that has one.
+LABEL_HANDLING = ("mask", "as_negative", "drop_incomplete")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +43,7 @@ class DataConfig:
   num_test: int = 3000
   missing_frac: float = 0.0
   data_seed: int = 0
+  label_handling: str = "mask"  # one of LABEL_HANDLING, applied to the train split
   scenes: driving.SceneConfig = driving.SceneConfig()
   # Part of every result's config hash, so results from an older renderer are never
   # reused as if they came from this one.
@@ -51,6 +55,9 @@ def check_data_config(config: DataConfig) -> None:
     raise InputError(f"unknown dataset {config.dataset!r}; available: {', '.join(DATASETS)}")
   if not 0.0 <= config.missing_frac < 1.0:
     raise InputError(f"missing_frac must be in [0, 1); got {config.missing_frac}")
+  if config.label_handling not in LABEL_HANDLING:
+    raise InputError(f"unknown label handling {config.label_handling!r}; "
+                     f"choose from {', '.join(LABEL_HANDLING)}")
   if min(config.num_train, config.num_val, config.num_test) < 1:
     raise InputError("num_train, num_val and num_test must be positive")
 
@@ -75,7 +82,16 @@ def load_dataset(config: DataConfig) -> MultiTaskData:
   return MultiTaskData(
       name=config.dataset,
       task_names=tuple(driving.TASK_NAMES),
-      train=split("train", config.num_train, hide=True),
+      train=handle_missing(split("train", config.num_train, hide=True), config.label_handling),
       val=split("val", config.num_val, hide=True),
       test=split("test", config.num_test, hide=False),
   )
+
+
+def handle_missing(split: Split, label_handling: str) -> Split:
+  if label_handling == "as_negative":
+    return Split(split.x, np.where(split.y == -1, 0, split.y).astype(split.y.dtype))
+  if label_handling == "drop_incomplete":
+    complete = np.all(split.y != -1, axis=1)
+    return Split(split.x[complete], split.y[complete])
+  return split
