@@ -7,7 +7,7 @@ Time: about 2.5 minutes with the defaults on a 2-core CPU (6000 training scenes,
       width 32 depth 3, 12 epochs, 3 seeds, both arms).
 Finds: see the README; the table printed at the end gives mean and 95% CI per task.
 Writes: OUT_DIR/results.jsonl (one line per arm and seed, with its full config),
-      OUT_DIR/summary.csv and OUT_DIR/joint_vs_separate.png.
+      OUT_DIR/summary.csv and OUT_DIR/joint_vs_separate.png (and .svg).
 """
 import os
 import time
@@ -70,7 +70,8 @@ def main(argv):
            f"{len(configs['joint'])} seeds (95% CI)\n"
            f"joint {params['joint']:,} params, separate {params['separate']:,} params")
   plot_path = os.path.join(out, PLOT_FILE)
-  write_atomically(plot_path, lambda p: plot_joint_vs_separate(summary_path, p, title))
+  for path in (plot_path, plot_path.replace(".png", ".svg")):
+    write_atomically(path, lambda p: plot_joint_vs_separate(summary_path, p, title))
   print(f"\nTest metrics, mean ± 95% CI over {len(configs['joint'])} seeds:")
   print(format_table(rows))
   print(f"\nwrote {results_path}, {summary_path}, {plot_path} ({time.perf_counter() - start:.0f}s)")
