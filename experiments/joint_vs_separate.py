@@ -17,15 +17,13 @@ from absl import flags
 from experiments import cli
 from mtl_jax.data.datasets import check_data_config
 from mtl_jax.plots import plot_joint_vs_separate
-from mtl_jax.results import (DIFF_ARM, RESULTS_FILE, SUMMARY_FILE, summarize_arms, write_atomically,
-                             write_csv)
+from mtl_jax.results import DIFF_ARM, RESULTS_FILE, summarize_arms, write_summary_and_plots
 from mtl_jax.runs import ARMS, RunConfig
 from mtl_jax.sweep import run_pending
 
 flags.adopt_module_key_flags(cli)
 
 NAME = "joint_vs_separate"
-PLOT_FILE = f"{NAME}.png"
 
 
 def run_configs() -> dict[str, list[RunConfig]]:
@@ -62,19 +60,15 @@ def main(argv):
 
   records_by_arm = {arm: [done[c.hash] for c in arm_configs] for arm, arm_configs in configs.items()}
   rows = summarize_arms(records_by_arm, records_by_arm["joint"][0]["task_names"])
-  summary_path = os.path.join(out, SUMMARY_FILE)
-  write_atomically(summary_path, lambda p: write_csv(p, rows))
   params = {arm: records_by_arm[arm][0]["param_count"] for arm in ARMS}
   title = (f"{first.data.dataset}: {first.encoder.kind} width {first.encoder.width} depth {first.encoder.depth}, "
            f"{first.data.num_train} train, {first.data.missing_frac:.0%} labels missing, "
            f"{len(configs['joint'])} seeds (95% CI)\n"
            f"joint {params['joint']:,} params, separate {params['separate']:,} params")
-  plot_path = os.path.join(out, PLOT_FILE)
-  for path in (plot_path, plot_path.replace(".png", ".svg")):
-    write_atomically(path, lambda p: plot_joint_vs_separate(summary_path, p, title))
+  written = write_summary_and_plots(out, NAME, rows, title, plot_joint_vs_separate)
   print(f"\nTest metrics, mean ± 95% CI over {len(configs['joint'])} seeds:")
   print(format_table(rows))
-  print(f"\nwrote {results_path}, {summary_path}, {plot_path} ({time.perf_counter() - start:.0f}s)")
+  print(f"\nwrote {results_path}, {', '.join(written)} ({time.perf_counter() - start:.0f}s)")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from experiments import cli
 from mtl_jax.data.datasets import LABEL_HANDLING, check_data_config, load_dataset
 from mtl_jax.errors import InputError
 from mtl_jax.plots import plot_missing_labels
-from mtl_jax.results import RESULTS_FILE, SUMMARY_FILE, summarize_arms, write_atomically, write_csv
+from mtl_jax.results import RESULTS_FILE, summarize_arms, write_summary_and_plots
 from mtl_jax.runs import RunConfig
 from mtl_jax.sweep import run_pending
 
@@ -98,15 +98,11 @@ def main(argv):
   for (frac, handling) in empty:
     rows.append(dict(missing_frac=frac, label_handling=handling, train_examples=0, train_labels=0,
                      split="test", metric="auc", task="mean", arm="joint", mean=np.nan, ci95=np.nan, n=0))
-  summary_path = os.path.join(out, SUMMARY_FILE)
-  write_atomically(summary_path, lambda p: write_csv(p, rows))
   first = next(iter(groups.values()))[0]
   title = (f"{first.data.dataset}: joint {first.encoder.kind} width {first.encoder.width} "
            f"depth {first.encoder.depth}, {first.data.num_train} train, {first.train.epochs} epochs, "
            f"{cli.SEEDS.value} seeds (95% CI)")
-  plots = [os.path.join(out, f"{NAME}.{ext}") for ext in ("png", "svg")]
-  for path in plots:
-    write_atomically(path, lambda p: plot_missing_labels(summary_path, p, title))
+  written = write_summary_and_plots(out, NAME, rows, title, plot_missing_labels)
 
   cell = {(r["missing_frac"], r["label_handling"]): r for r in rows
           if r["split"] == "test" and r["metric"] == "auc" and r["task"] == "mean"}
@@ -120,7 +116,7 @@ def main(argv):
       cells.append(f"{'none left':>24}" if r["n"] == 0 else
                    f"{r['mean']:.3f} ± {r['ci95']:.3f} [{r['train_labels']:>6}]".rjust(24))
     print(f"{frac:>8.2f} " + " ".join(cells))
-  print(f"\nwrote {results_path}, {summary_path}, {', '.join(plots)} ({time.perf_counter() - start:.0f}s)")
+  print(f"\nwrote {results_path}, {', '.join(written)} ({time.perf_counter() - start:.0f}s)")
 
 
 if __name__ == "__main__":

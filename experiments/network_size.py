@@ -21,7 +21,7 @@ from mtl_jax.data.datasets import check_data_config
 from mtl_jax.errors import InputError
 from mtl_jax.models import ENCODERS, EncoderSpec
 from mtl_jax.plots import plot_network_size
-from mtl_jax.results import RESULTS_FILE, SUMMARY_FILE, summarize_arms, write_atomically, write_csv
+from mtl_jax.results import RESULTS_FILE, summarize_arms, write_summary_and_plots
 from mtl_jax.runs import ARMS, RunConfig
 from mtl_jax.sweep import run_pending
 
@@ -76,14 +76,10 @@ def main(argv):
     keys = dict(encoder=encoder, width=width,
                 **{f"params_{arm}": by_arm[arm][0]["param_count"] for arm in ARMS})
     rows += summarize_arms(by_arm, by_arm["joint"][0]["task_names"], keys)
-  summary_path = os.path.join(out, SUMMARY_FILE)
-  write_atomically(summary_path, lambda p: write_csv(p, rows))
   title = (f"{first.data.dataset}: depth {first.encoder.depth}, {first.data.num_train} train, "
            f"{first.train.epochs} epochs, {first.data.missing_frac:.0%} labels missing, "
            f"{cli.SEEDS.value} seeds (95% CI)")
-  plots = [os.path.join(out, f"{NAME}.{ext}") for ext in ("png", "svg")]
-  for path in plots:
-    write_atomically(path, lambda p: plot_network_size(summary_path, p, title))
+  written = write_summary_and_plots(out, NAME, rows, title, plot_network_size)
 
   print(f"\nTest ROC-AUC, mean over tasks, mean ± 95% CI over {cli.SEEDS.value} seeds:")
   cell = {(r["encoder"], r["width"], r["arm"]): r for r in rows
@@ -95,7 +91,7 @@ def main(argv):
     j, s, d = (cell[encoder, width, arm] for arm in (*ARMS, "joint_minus_separate"))
     print(f"{encoder:<8} {width:>6} {j['params_joint']:>13,} {j['params_separate']:>11,} "
           f"{fmt(j):>15} {fmt(s):>15} {fmt(d):>15}")
-  print(f"\nwrote {results_path}, {summary_path}, {', '.join(plots)} ({time.perf_counter() - start:.0f}s)")
+  print(f"\nwrote {results_path}, {', '.join(written)} ({time.perf_counter() - start:.0f}s)")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,21 @@ ARM_COLORS = {"joint": "#1f77b4", "separate": "#ff7f0e"}
 METRIC_LABELS = {"accuracy": "accuracy", "auc": "ROC-AUC", "ap": "average precision"}
 
 
+def _finish(fig, title: str, out_path: str, top: float = 0.97) -> None:
+  fig.suptitle(title, fontsize=10, x=0.02, ha="left")
+  fig.tight_layout(rect=(0, 0, 1, top))
+  fig.savefig(out_path, dpi=120)
+  plt.close(fig)
+
+
+def _line_with_band(ax, x, means, cis, **style):
+  """A mean line with its 95% CI as a shaded band; returns the line."""
+  line, = ax.plot(x, means, "o-", **style)
+  cis = np.nan_to_num(cis)
+  ax.fill_between(x, means - cis, means + cis, color=line.get_color(), alpha=0.2, linewidth=0)
+  return line
+
+
 def read_summary(path: str) -> list[dict]:
   with open(path, newline="") as f:
     return list(csv.DictReader(f))
@@ -44,10 +59,7 @@ def plot_joint_vs_separate(summary_path: str, out_path: str, title: str, split: 
     ax.grid(axis="y", alpha=0.3)
   handles, labels = axes[0][0].get_legend_handles_labels()
   fig.legend(handles, labels, loc="upper right", ncols=len(labels), frameon=False)
-  fig.suptitle(title, fontsize=10, x=0.02, ha="left")
-  fig.tight_layout(rect=(0, 0, 1, 0.97))
-  fig.savefig(out_path, dpi=120)
-  plt.close(fig)
+  _finish(fig, title, out_path)
 
 
 def plot_network_size(summary_path: str, out_path: str, title: str, metric: str = "auc",
@@ -63,20 +75,15 @@ def plot_network_size(summary_path: str, out_path: str, title: str, metric: str 
       points = sorted((int(r["width"]), int(r[f"params_{arm}"]), _value(r, "mean"), _value(r, "ci95"))
                       for r in rows if r["encoder"] == encoder and r["arm"] == arm)
       widths, params, means, cis = (np.array(c, float) for c in zip(*points))
-      cis = np.nan_to_num(cis)
       for ax, x in zip(row_axes, (widths, params)):
-        ax.plot(x, means, "o-", color=color, label=arm)
-        ax.fill_between(x, means - cis, means + cis, color=color, alpha=0.2, linewidth=0)
+        _line_with_band(ax, x, means, cis, color=color, label=arm)
     for ax, xlabel in zip(row_axes, ("encoder width (units or channels)", "parameters (all tasks)")):
       ax.set_xscale("log", base=2 if xlabel.startswith("encoder") else 10)
       ax.set_xlabel(f"{encoder}: {xlabel}")
       ax.set_ylabel(f"{split} {METRIC_LABELS.get(metric, metric)}, mean over tasks")
       ax.grid(alpha=0.3)
   axes[0][0].legend(loc="lower right")
-  fig.suptitle(title, fontsize=10, x=0.02, ha="left")
-  fig.tight_layout(rect=(0, 0, 1, 0.97))
-  fig.savefig(out_path, dpi=120)
-  plt.close(fig)
+  _finish(fig, title, out_path)
 
 
 def plot_missing_labels(summary_path: str, out_path: str, title: str, metric: str = "auc",
@@ -91,9 +98,7 @@ def plot_missing_labels(summary_path: str, out_path: str, title: str, metric: st
                      float(r["train_labels"]))
                     for r in rows if r["label_handling"] == handling)
     fracs, means, cis, labels = (np.array(c, float) for c in zip(*points))
-    line, = ax_metric.plot(fracs, means, "o-", label=handling.replace("_", " "))
-    ax_metric.fill_between(fracs, means - np.nan_to_num(cis), means + np.nan_to_num(cis),
-                           color=line.get_color(), alpha=0.2, linewidth=0)
+    line = _line_with_band(ax_metric, fracs, means, cis, label=handling.replace("_", " "))
     ax_labels.plot(fracs, np.maximum(labels, 1), "o-", color=line.get_color())
   ax_metric.set_ylabel(f"{split} {METRIC_LABELS.get(metric, metric)}, mean over tasks")
   ax_labels.set_ylabel("training labels used (0 plotted at 1)")
@@ -102,7 +107,4 @@ def plot_missing_labels(summary_path: str, out_path: str, title: str, metric: st
     ax.set_xlabel("fraction of training labels missing")
     ax.grid(alpha=0.3)
   ax_metric.legend(loc="lower left")
-  fig.suptitle(title, fontsize=10, x=0.02, ha="left")
-  fig.tight_layout(rect=(0, 0, 1, 0.95))
-  fig.savefig(out_path, dpi=120)
-  plt.close(fig)
+  _finish(fig, title, out_path, top=0.95)

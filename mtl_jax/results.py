@@ -102,3 +102,16 @@ def summarize_arms(records_by_arm: dict[str, list[dict]], task_names: Sequence[s
           rows.append(dict(**(keys or {}), split=split, metric=metric, task=task, arm=arm,
                            mean=round(mean, 5), ci95=round(ci, 5), n=n))
   return rows
+
+
+def write_summary_and_plots(out_dir: str, name: str, rows: list[dict], title: str,
+                            draw: Callable[[str, str, str], None],
+                            formats: Sequence[str] = ("png", "svg")) -> list[str]:
+  """summary.csv from `rows`, then draw(summary_path, plot_path, title) once per format,
+  every file written atomically. Returns the paths written."""
+  summary_path = os.path.join(out_dir, SUMMARY_FILE)
+  write_atomically(summary_path, lambda p: write_csv(p, rows))
+  plot_paths = [os.path.join(out_dir, f"{name}.{ext}") for ext in formats]
+  for path in plot_paths:
+    write_atomically(path, lambda p: draw(summary_path, p, title))
+  return [summary_path, *plot_paths]
