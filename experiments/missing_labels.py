@@ -83,11 +83,9 @@ def main(argv):
         flush=True)
   results_path = os.path.join(out, RESULTS_FILE)
   done = {}
-  for frac in missing_fracs():  # one dataset per fraction, loaded only if needed
-    frac_groups = [g for (f, _), g in groups.items() if f == frac]
-    for group in frac_groups:
-      done.update(run_pending([group], cli.load_data_logged(group[0].data), results_path,
-                              train_missing=not cli.PLOT_ONLY.value))
+  for group in groups.values():  # each group has its own training data, loaded only if needed
+    done.update(run_pending([group], cli.load_data_logged(group[0].data), results_path,
+                            train_missing=not cli.PLOT_ONLY.value))
 
   rows = []
   for (frac, handling), group in groups.items():

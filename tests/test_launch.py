@@ -6,15 +6,10 @@ import subprocess
 import sys
 
 import pytest
+from entry_points import ROOT, assert_one_line_error, launch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--num_train=96", "--num_val=32", "--num_test=64", "--epochs=2", "--seeds=2",
         "--width=4", "--batch_size=32"]
-
-
-def launch(*args, script="launch.py"):
-  return subprocess.run([sys.executable, script, *args], cwd=ROOT, capture_output=True,
-                        text=True, timeout=300)
 
 
 def test_default_experiment_writes_results_summary_and_plot(tmp_path):
@@ -92,13 +87,7 @@ def test_experiment_runs_alone_as_a_module(tmp_path):
 ])
 def test_bad_input_is_one_line_and_nonzero_exit(tmp_path, flag, expected):
   out = tmp_path / "never"
-  result = launch(f"--out_dir={out}", *flag.split())
-  assert result.returncode != 0
-  lines = result.stderr.strip().splitlines()
-  assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-  assert expected in lines[0]
-  assert "Traceback" not in result.stderr
-  assert not out.exists()
+  assert_one_line_error(launch(f"--out_dir={out}", *flag.split()), expected, out)
 
 
 def test_out_dir_that_is_a_file_is_refused(tmp_path):
@@ -111,11 +100,7 @@ def test_out_dir_that_is_a_file_is_refused(tmp_path):
 
 def test_diverging_training_is_one_line_and_writes_nothing(tmp_path):
   out = tmp_path / "diverged"
-  result = launch(*TINY, "--learning_rate=1e30", f"--out_dir={out}")
-  assert result.returncode == 2, result.stderr
-  assert result.stderr.strip().count("\n") == 0 and "non-finite" in result.stderr
-  assert "Traceback" not in result.stderr
-  assert not out.exists()
+  assert_one_line_error(launch(*TINY, "--learning_rate=1e30", f"--out_dir={out}"), "non-finite", out)
 
 
 def test_help_explains_the_flags():

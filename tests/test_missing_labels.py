@@ -1,20 +1,12 @@
 """missing_labels end to end on tiny settings, and its bad input."""
 import csv
 import json
-import os
-import subprocess
-import sys
 
 import pytest
+from entry_points import assert_one_line_error, launch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--experiment=missing_labels", "--num_train=64", "--num_val=32", "--num_test=64",
         "--epochs=1", "--seeds=2", "--batch_size=16", "--width=4"]
-
-
-def launch(*args):
-  return subprocess.run([sys.executable, "launch.py", *args], cwd=ROOT, capture_output=True,
-                        text=True, timeout=300)
 
 
 def test_three_ways_of_handling_missing_labels(tmp_path):
@@ -45,7 +37,4 @@ def test_three_ways_of_handling_missing_labels(tmp_path):
 ])
 def test_bad_fractions_are_one_line(tmp_path, fracs, expected):
   out = tmp_path / "never"
-  result = launch("--experiment=missing_labels", fracs, f"--out_dir={out}")
-  assert result.returncode == 2 and expected in result.stderr
-  assert len(result.stderr.strip().splitlines()) == 1
-  assert not out.exists()
+  assert_one_line_error(launch("--experiment=missing_labels", fracs, f"--out_dir={out}"), expected, out)

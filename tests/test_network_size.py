@@ -1,20 +1,12 @@
 """network_size end to end on tiny settings, and its bad input."""
 import csv
 import json
-import os
-import subprocess
-import sys
 
 import pytest
+from entry_points import assert_one_line_error, launch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--experiment=network_size", "--num_train=64", "--num_val=32", "--num_test=64",
         "--epochs=1", "--seeds=2", "--batch_size=32"]
-
-
-def launch(*args):
-  return subprocess.run([sys.executable, "launch.py", *args], cwd=ROOT, capture_output=True,
-                        text=True, timeout=300)
 
 
 def test_sweep_writes_a_point_per_encoder_width_and_arm(tmp_path):
@@ -44,8 +36,4 @@ def test_sweep_writes_a_point_per_encoder_width_and_arm(tmp_path):
 ])
 def test_bad_widths_are_one_line(tmp_path, widths, expected):
   out = tmp_path / "never"
-  result = launch("--experiment=network_size", widths, f"--out_dir={out}")
-  assert result.returncode == 2
-  assert result.stderr.strip() == f"error: {expected}" or expected in result.stderr.strip()
-  assert len(result.stderr.strip().splitlines()) == 1
-  assert not out.exists()
+  assert_one_line_error(launch("--experiment=network_size", widths, f"--out_dir={out}"), expected, out)
