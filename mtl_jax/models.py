@@ -123,8 +123,13 @@ def separate_models(encoder: EncoderSpec, num_tasks: int, input_shape: tuple[int
 
 
 def make_model(arm: str, encoder: EncoderSpec, num_tasks: int, input_shape) -> Model:
-  builders = {"joint": joint_model, "separate": separate_models}
-  return builders[arm](encoder, num_tasks, tuple(input_shape))
+  """`arm`: "separate" for one network per task; any other arm (joint, or a fine-tuned
+  transfer arm) is one shared encoder with a head per task."""
+  if encoder.kind == "cnn" and len(input_shape) != 3:
+    raise InputError(f"the cnn encoder needs images [height, width, channels]; this data has "
+                     f"inputs of shape {tuple(input_shape)}: use --encoder=mlp")
+  build = separate_models if arm == "separate" else joint_model
+  return build(encoder, num_tasks, tuple(input_shape))
 
 
 def param_count(params) -> int:

@@ -7,12 +7,14 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from mtl_jax import metrics
-from mtl_jax.data.datasets import DataConfig, MultiTaskData
+from mtl_jax.data.datasets import DataConfig, MultiTaskData, load_dataset
 from mtl_jax.models import EncoderSpec, make_model, param_count
 from mtl_jax.results import SPLITS, config_hash
 from mtl_jax.train import TrainConfig, predict, train
 
 ARMS = ("joint", "separate")
+# Fine-tuning a joint network whose encoder was pretrained on RunConfig.pretrain's data.
+TRANSFER_ARMS = ("transfer_frozen", "transfer_finetune")
 EVAL_SPLITS = SPLITS
 
 
@@ -24,6 +26,13 @@ class RunConfig:
   data: DataConfig
   encoder: EncoderSpec
   train: TrainConfig
+  # Transfer arms only: the data the encoder is pretrained on first (same encoder,
+  # seed and training settings).
+  pretrain: Optional[DataConfig] = None
+
+  def __post_init__(self):
+    if (self.arm in TRANSFER_ARMS) != (self.pretrain is not None):
+      raise ValueError(f"arm {self.arm!r}: pretrain data is needed by, and only by, {TRANSFER_ARMS}")
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
@@ -44,14 +53,26 @@ def _split_metrics(logits_NxT: np.ndarray, labels_NxT: np.ndarray) -> dict:
           for name, values in per_task.items()}
 
 
+def _pretrained_encoder(config: RunConfig, seeds: list[int], log) -> tuple[dict, float]:
+  data = load_dataset(config.pretrain)
+  model = make_model("joint", config.encoder, len(data.task_names), data.input_shape)
+  result = train(model, data.train.x, data.train.y, seeds, config.train,
+                 log and (lambda epoch, loss: log(epoch, loss, "pretrain")))
+  return result.params["encoder"], result.seconds
+
+
 def run_arm(configs: Sequence[RunConfig], data: MultiTaskData,
-            log: Optional[Callable[[int, np.ndarray], None]] = None) -> list[dict]:
-  """Trains `configs` (identical but for their seeds) as one vmapped program."""
+            log: Optional[Callable[..., None]] = None) -> list[dict]:
+  """Trains `configs` (identical but for their seeds) as one vmapped program; a
+  transfer arm first pretrains its encoder, all seeds together too.
+  log(epoch, loss_S[, phase]) reports each epoch."""
   first = configs[0]
   assert all(dataclasses.replace(c, seed=first.seed) == first for c in configs)
   seeds = [c.seed for c in configs]
   model = make_model(first.arm, first.encoder, len(data.task_names), data.input_shape)
-  result = train(model, data.train.x, data.train.y, seeds, first.train, log)
+  encoder, pretrain_seconds = _pretrained_encoder(first, seeds, log) if first.pretrain else (None, 0.0)
+  result = train(model, data.train.x, data.train.y, seeds, first.train, log,
+                 pretrained_encoder=encoder, freeze_encoder=first.arm == "transfer_frozen")
   logits = {split: predict(model, result.params, getattr(data, split).x) for split in EVAL_SPLITS}
   params_per_seed = param_count(result.params) // len(seeds)
   records = []
@@ -66,6 +87,7 @@ def run_arm(configs: Sequence[RunConfig], data: MultiTaskData,
         "train_labels": int(np.sum(data.train.y != -1)),
         "train_steps": result.steps,
         "train_seconds_all_seeds": round(result.seconds, 3),
+        "pretrain_seconds_all_seeds": round(pretrain_seconds, 3),
         "compile_seconds": round(result.compile_seconds, 3),
         "final_train_loss": float(result.loss_ExS[-1, s]),
         "metrics": {split: _split_metrics(logits[split][s], getattr(data, split).y)

@@ -14,9 +14,19 @@ from mtl_jax.runs import RunConfig, run_arm
 
 
 def describe(config: RunConfig) -> str:
+  """One line saying what sets this group apart, for progress output."""
   e, d = config.encoder, config.data
-  return (f"{config.arm} {e.kind} w{e.width} d{e.depth}, {d.missing_frac:.0%} missing"
-          + ("" if d.label_handling == "mask" else f" ({d.label_handling.replace('_', ' ')})"))
+  parts = [f"{config.arm} {e.kind} w{e.width} d{e.depth}", f"{d.missing_frac:.0%} missing"]
+  if d.label_handling != "mask":
+    parts[-1] += f" ({d.label_handling.replace('_', ' ')})"
+  if d.dataset == "related":
+    parts.append(f"rho {d.relatedness.rho:g}")
+  if d.tasks:
+    parts.append(f"{len(d.tasks)} task{'s' * (len(d.tasks) > 1)}")
+  parts += [f"{task} {count} labels" for task, count in d.label_budget]
+  if config.pretrain:
+    parts.append(f"pretrained on {','.join(config.pretrain.tasks) or config.pretrain.dataset}")
+  return ", ".join(parts)
 
 
 def run_pending(groups: Sequence[Sequence[RunConfig]], load_data: Callable[[], MultiTaskData],
@@ -41,8 +51,8 @@ def run_pending(groups: Sequence[Sequence[RunConfig]], load_data: Callable[[], M
     start = time.perf_counter()
     epochs = group[0].train.epochs
 
-    def log(epoch: int, loss_S: np.ndarray):
-      print(f"  {name}: epoch {epoch:>3}/{epochs}  train J {loss_S.mean():.4f} "
+    def log(epoch: int, loss_S: np.ndarray, phase: str = "epoch"):
+      print(f"  {name}: {phase} {epoch:>3}/{epochs}  train J {loss_S.mean():.4f} "
             f"(mean of {loss_S.size} seeds)  {time.perf_counter() - start:6.1f}s", flush=True)
 
     data = load_data()

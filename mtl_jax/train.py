@@ -67,23 +67,38 @@ def _epoch_fn(model: Model, optimizer, num_examples: int, batch_size: int):
   return epoch, num_batches
 
 
+def _optimizer(config: TrainConfig, freeze_encoder: bool) -> optax.GradientTransformation:
+  optimizer = OPTIMIZERS[config.optimizer](config.learning_rate)
+  if not freeze_encoder:
+    return optimizer
+  label = lambda params: {k: jax.tree.map(lambda _: k == "encoder", v) for k, v in params.items()}
+  return optax.multi_transform({False: optimizer, True: optax.set_to_zero()}, label)
+
+
 def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
-          log: Optional[Callable[[int, np.ndarray], None]] = None) -> TrainResult:
+          log: Optional[Callable[[int, np.ndarray], None]] = None,
+          pretrained_encoder: Optional[dict] = None, freeze_encoder: bool = False) -> TrainResult:
   """Trains one copy of `model` per seed, all seeds in one compiled program.
 
   Seed s initialises from fold_in(key_s, INIT_STREAM) and shuffles epoch e with
   fold_in(fold_in(key_s, SHUFFLE_STREAM), e), so two models trained with the same
-  seeds see exactly the same batches in the same order.
+  seeds see exactly the same batches in the same order. `pretrained_encoder` (stacked
+  per seed, as in another TrainResult's params["encoder"]) replaces the encoder's
+  initial weights, for fine-tuning; `freeze_encoder` then trains the heads only.
   """
   if not 1 <= config.batch_size <= len(x_train):
     raise InputError(f"batch size {config.batch_size} must be in [1, {len(x_train)}] "
                      "(the number of training examples)")
   x_train, y_train = jnp.asarray(x_train), jnp.asarray(y_train)
-  optimizer = OPTIMIZERS[config.optimizer](config.learning_rate)
+  if freeze_encoder and pretrained_encoder is None:
+    raise ValueError("freeze_encoder needs a pretrained_encoder")
+  optimizer = _optimizer(config, freeze_encoder)
   epoch, num_batches = _epoch_fn(model, optimizer, len(x_train), config.batch_size)
 
   keys_S = seed_keys(seeds)
   params = jax.vmap(lambda k: model.init(jax.random.fold_in(k, INIT_STREAM)))(keys_S)
+  if pretrained_encoder is not None:
+    params = {**params, "encoder": jax.tree.map(jnp.array, pretrained_encoder)}
   opt_state = jax.vmap(optimizer.init)(params)
   shuffle_keys_S = jax.vmap(lambda k: jax.random.fold_in(k, SHUFFLE_STREAM))(keys_S)
   compile_start = time.perf_counter()
