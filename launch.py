@@ -8,12 +8,16 @@ import time
 
 from absl import flags
 
-from experiments import cli, joint_vs_separate, missing_labels, network_size
+from experiments import (cli, data_amount, joint_vs_separate, missing_labels, network_size,
+                         relatedness, transfer_vs_mtl)
 
 EXPERIMENTS = {
     joint_vs_separate.NAME: joint_vs_separate.main,
     network_size.NAME: network_size.main,
+    data_amount.NAME: data_amount.main,
+    relatedness.NAME: relatedness.main,
     missing_labels.NAME: missing_labels.main,
+    transfer_vs_mtl.NAME: transfer_vs_mtl.main,
 }
 ALL = "all"
 

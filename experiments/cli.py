@@ -3,6 +3,7 @@
 Defined once here so that launch.py can import every experiment without two modules
 defining the same flag.
 """
+import contextlib
 import os
 import sys
 import time
@@ -78,17 +79,41 @@ def out_dir(experiment: str) -> str:
   return path
 
 
-def load_data_logged(config: DataConfig) -> Callable[[], MultiTaskData]:
-  """A loader for run_pending that says what it generated and how long it took."""
-  def load():
-    start = time.perf_counter()
-    data = load_dataset(config)
-    print(f"  dataset {data.name} {data.input_shape}: train/val/test {len(data.train.y)}/"
-          f"{len(data.val.y)}/{len(data.test.y)}, tasks {', '.join(data.task_names)}, "
-          f"{config.missing_frac:.0%} of train/val labels missing ({time.perf_counter() - start:.1f}s)",
-          flush=True)
-    return data
-  return load
+def load_data_logged(config: DataConfig) -> MultiTaskData:
+  """load_dataset, saying what it generated and how long it took."""
+  start = time.perf_counter()
+  data = load_dataset(config)
+  tasks = ", ".join(data.task_names[:6]) + (f" and {len(data.task_names) - 6} more"
+                                            if len(data.task_names) > 6 else "")
+  print(f"  dataset {data.name} {data.input_shape}: train/val/test {len(data.train.y)}/"
+        f"{len(data.val.y)}/{len(data.test.y)}, tasks {tasks}, {config.missing_frac:.0%} of "
+        f"train/val labels missing ({time.perf_counter() - start:.1f}s)", flush=True)
+  return data
+
+
+_overridden: set[str] = set()
+
+
+@contextlib.contextmanager
+def flag_defaults(values: dict):
+  """Gives flags that the command line left alone these values while the block runs.
+
+  How an experiment (and, outside it, a preset) picks its own defaults for the shared
+  flags. The outermost block wins, so a preset overrides an experiment's defaults, and
+  the command line overrides both."""
+  saved = {}
+  for name, value in values.items():
+    flag = flags.FLAGS[name]
+    if not flag.present and name not in _overridden:
+      saved[name] = flag.value
+      flag.value = value
+  _overridden.update(saved)
+  try:
+    yield
+  finally:
+    for name, value in saved.items():
+      flags.FLAGS[name].value = value
+    _overridden.difference_update(saved)
 
 
 def fail(message: str) -> None:

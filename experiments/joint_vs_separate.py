@@ -55,7 +55,7 @@ def main(argv):
   start = time.perf_counter()
   print(f"{NAME}: joint vs separate {first.encoder.kind} networks, {len(configs['joint'])} seeds", flush=True)
   results_path = os.path.join(out, RESULTS_FILE)
-  done = run_pending(list(configs.values()), cli.load_data_logged(first.data), results_path,
+  done = run_pending(list(configs.values()), cli.load_data_logged, results_path,
                      train_missing=not cli.PLOT_ONLY.value)
 
   records_by_arm = {arm: [done[c.hash] for c in arm_configs] for arm, arm_configs in configs.items()}

@@ -82,10 +82,8 @@ def main(argv):
   print(f"{NAME}: {len(groups)} groups (missing fraction x handling) of {cli.SEEDS.value} seeds",
         flush=True)
   results_path = os.path.join(out, RESULTS_FILE)
-  done = {}
-  for group in groups.values():  # each group has its own training data, loaded only if needed
-    done.update(run_pending([group], cli.load_data_logged(group[0].data), results_path,
-                            train_missing=not cli.PLOT_ONLY.value))
+  done = run_pending(list(groups.values()), cli.load_data_logged, results_path,
+                     train_missing=not cli.PLOT_ONLY.value)
 
   rows = []
   for (frac, handling), group in groups.items():

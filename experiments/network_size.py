@@ -66,7 +66,7 @@ def main(argv):
   first = next(iter(groups.values()))[0]
   print(f"{NAME}: {len(groups)} groups (encoder x width x arm) of {cli.SEEDS.value} seeds", flush=True)
   results_path = os.path.join(out, RESULTS_FILE)
-  done = run_pending(list(groups.values()), cli.load_data_logged(first.data), results_path,
+  done = run_pending(list(groups.values()), cli.load_data_logged, results_path,
                      train_missing=not cli.PLOT_ONLY.value)
 
   rows = []

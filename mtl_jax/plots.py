@@ -108,3 +108,93 @@ def plot_missing_labels(summary_path: str, out_path: str, title: str, metric: st
     ax.grid(alpha=0.3)
   ax_metric.legend(loc="lower left")
   _finish(fig, title, out_path, top=0.95)
+
+
+def _points(rows: list[dict], x_key: str, **where) -> tuple[np.ndarray, ...]:
+  """Sorted (x, mean, ci95) arrays of the rows matching `where`."""
+  points = sorted((float(r[x_key]), _value(r, "mean"), _value(r, "ci95")) for r in rows
+                  if all(r[k] == str(v) for k, v in where.items()))
+  return tuple(np.array(c, float) for c in zip(*points)) if points else (np.array([]),) * 3
+
+
+def _reference_band(ax, mean: float, ci: float, label: str, color: str = "#7f7f7f") -> None:
+  ax.axhline(mean, color=color, linestyle="--", label=label)
+  ax.axhspan(mean - np.nan_to_num(ci), mean + np.nan_to_num(ci), color=color, alpha=0.15, linewidth=0)
+
+
+def plot_data_amount(summary_path: str, out_path: str, title: str, metric: str = "auc",
+                     split: str = "test") -> None:
+  """The target task's metric against the number k of auxiliary tasks trained beside it
+  (the target-only network, k = 0, as a reference band), and against the target's own
+  label count, alone and with the most auxiliary tasks."""
+  rows = [r for r in read_summary(summary_path) if r["split"] == split and r["metric"] == metric]
+  target = rows[0]["target_task"]
+  fig, (ax_k, ax_n) = plt.subplots(1, 2, figsize=(10, 3.8))
+  k_rows = [r for r in rows if r["sweep"] == "num_aux"]
+  budget = k_rows[0]["target_budget"]
+  ks, means, cis = _points(k_rows, "num_aux", arm="joint")
+  if ks.size:
+    _line_with_band(ax_k, ks, means, cis, color=ARM_COLORS["joint"], label="joint: target + k tasks")
+  alone = [r for r in k_rows if r["arm"] == "target_only"]
+  if alone:
+    _reference_band(ax_k, _value(alone[0], "mean"), _value(alone[0], "ci95"), "target only (k = 0)")
+  ax_k.set_xscale("symlog", linthresh=1)
+  ax_k.set_xlabel(f"auxiliary tasks k (target keeps {budget} labels)")
+  n_rows = [r for r in rows if r["sweep"] == "target_budget"]
+  k_max = max(int(r["num_aux"]) for r in n_rows)
+  for arm, k, label in (("target_only", 0, "target only"), ("joint", k_max, f"joint, k = {k_max}")):
+    x, means, cis = _points(n_rows, "target_budget", arm=arm, num_aux=k)
+    if x.size:
+      _line_with_band(ax_n, x, means, cis, color=ARM_COLORS["separate" if k == 0 else "joint"],
+                      label=label)
+  ax_n.set_xscale("log")
+  ax_n.set_xlabel(f"training labels of {target}")
+  for ax in (ax_k, ax_n):
+    ax.set_ylabel(f"{target}: {split} {METRIC_LABELS.get(metric, metric)}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+  _finish(fig, title, out_path, top=0.95)
+
+
+def plot_relatedness(summary_path: str, out_path: str, title: str, metric: str = "auc",
+                     split: str = "test") -> None:
+  """Joint and separate networks against the relatedness rho, and their paired
+  difference, with 95% CI bands; below zero is negative transfer."""
+  rows = [r for r in read_summary(summary_path)
+          if r["split"] == split and r["metric"] == metric and r["task"] == "mean"]
+  fig, (ax_arms, ax_diff) = plt.subplots(1, 2, figsize=(10, 3.8))
+  for arm, color in ARM_COLORS.items():
+    _line_with_band(ax_arms, *_points(rows, "rho", arm=arm), color=color, label=arm)
+  _line_with_band(ax_diff, *_points(rows, "rho", arm="joint_minus_separate"), color="#2ca02c",
+                  label="joint − separate")
+  ax_diff.axhline(0.0, color="black", linewidth=0.8)
+  ax_arms.set_ylabel(f"{split} {METRIC_LABELS.get(metric, metric)}, mean over tasks")
+  ax_diff.set_ylabel(f"joint − separate {METRIC_LABELS.get(metric, metric)} (paired by seed)")
+  for ax in (ax_arms, ax_diff):
+    ax.set_xlabel("relatedness rho (share of logit variance from shared features)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+  _finish(fig, title, out_path, top=0.95)
+
+
+APPROACH_STYLES = {"b_only": dict(color="#ff7f0e", label="B only"),
+                   "transfer_frozen": dict(color="#9467bd", label="transfer, frozen encoder"),
+                   "transfer_finetune": dict(color="#2ca02c", label="transfer, fine-tuned"),
+                   "joint": dict(color="#1f77b4", label="joint MTL on A + B")}
+
+
+def plot_transfer_vs_mtl(summary_path: str, out_path: str, title: str, metric: str = "auc",
+                         split: str = "test") -> None:
+  """Task B's metric against its label count, one line per way of learning it."""
+  rows = [r for r in read_summary(summary_path) if r["split"] == split and r["metric"] == metric]
+  a, b = rows[0]["task_a"], rows[0]["task_b"]
+  fig, ax = plt.subplots(figsize=(6.5, 4.2))
+  for approach in dict.fromkeys(r["arm"] for r in rows):
+    _line_with_band(ax, *_points(rows, "b_budget", arm=approach),
+                    **APPROACH_STYLES.get(approach, dict(label=approach)))
+  ax.set_xscale("log")
+  ax.set_xlabel(f"training labels of B = {b} (A = {a} has all of its labels)")
+  ax.set_ylabel(f"{b}: {split} {METRIC_LABELS.get(metric, metric)}")
+  ax.grid(alpha=0.3)
+  ax.legend(loc="lower right")
+  _finish(fig, title, out_path, top=0.9)

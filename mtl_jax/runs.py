@@ -53,12 +53,21 @@ def _split_metrics(logits_NxT: np.ndarray, labels_NxT: np.ndarray) -> dict:
           for name, values in per_task.items()}
 
 
+# The last pretraining, by (data, encoder, training, seeds): both transfer arms and
+# every label count of a sweep start from the same pretrained encoder.
+_last_pretrained: dict[tuple, tuple[dict, float]] = {}
+
+
 def _pretrained_encoder(config: RunConfig, seeds: list[int], log) -> tuple[dict, float]:
-  data = load_dataset(config.pretrain)
-  model = make_model("joint", config.encoder, len(data.task_names), data.input_shape)
-  result = train(model, data.train.x, data.train.y, seeds, config.train,
-                 log and (lambda epoch, loss: log(epoch, loss, "pretrain")))
-  return result.params["encoder"], result.seconds
+  key = (config.pretrain, config.encoder, config.train, tuple(seeds))
+  if key not in _last_pretrained:
+    data = load_dataset(config.pretrain)
+    model = make_model("joint", config.encoder, len(data.task_names), data.input_shape)
+    result = train(model, data.train.x, data.train.y, seeds, config.train,
+                   log and (lambda epoch, loss: log(epoch, loss, "pretrain")))
+    _last_pretrained.clear()
+    _last_pretrained[key] = result.params["encoder"], result.seconds
+  return _last_pretrained[key]
 
 
 def run_arm(configs: Sequence[RunConfig], data: MultiTaskData,

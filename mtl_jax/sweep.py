@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from mtl_jax.data.datasets import MultiTaskData
+from mtl_jax.data.datasets import DataConfig, MultiTaskData
 from mtl_jax.errors import InputError
 from mtl_jax.results import append_result, read_results
 from mtl_jax.runs import RunConfig, run_arm
@@ -29,18 +29,20 @@ def describe(config: RunConfig) -> str:
   return ", ".join(parts)
 
 
-def run_pending(groups: Sequence[Sequence[RunConfig]], load_data: Callable[[], MultiTaskData],
+def run_pending(groups: Sequence[Sequence[RunConfig]],
+                load_data: Callable[[DataConfig], MultiTaskData],
                 results_path: str, train_missing: bool = True) -> dict[str, dict]:
   """`groups`: lists of configs identical but for their seeds. Returns every record of
-  results_path (old and new) by hash. The data is loaded only if something is trained;
-  with train_missing=False a missing run is an error instead."""
+  results_path (old and new) by hash. Data is loaded only for groups that train, and
+  once for consecutive groups on the same data; with train_missing=False a missing run
+  is an error instead."""
   done = {r["hash"]: r for r in read_results(results_path)}
   missing = sum(c.hash not in done for group in groups for c in group)
   if missing and not train_missing:
     total = sum(len(group) for group in groups)
     raise InputError(f"{missing} of the {total} runs these flags ask for are not in {results_path}; "
                      "run without --plot_only first")
-  load_data = functools.cache(load_data)
+  load_data = functools.lru_cache(maxsize=1)(load_data)
   for i, group in enumerate(groups, 1):
     name = f"[{i}/{len(groups)}] {describe(group[0])}"
     todo = [c for c in group if c.hash not in done]
@@ -55,7 +57,7 @@ def run_pending(groups: Sequence[Sequence[RunConfig]], load_data: Callable[[], M
       print(f"  {name}: {phase} {epoch:>3}/{epochs}  train J {loss_S.mean():.4f} "
             f"(mean of {loss_S.size} seeds)  {time.perf_counter() - start:6.1f}s", flush=True)
 
-    data = load_data()
+    data = load_data(group[0].data)
     records = run_arm(todo, data, log)
     for record in records:
       append_result(results_path, record)

@@ -1,0 +1,118 @@
+"""Transfer vs multi-task learning: lots of labels for task A, few for task B, the
+setting where the note says transfer learning is "very common".
+
+Run:  python launch.py --experiment=transfer_vs_mtl
+      python launch.py --experiment=transfer_vs_mtl --task_a=traffic_light --task_b=pedestrian
+Time: see the README gallery (defaults: CNN width 32 depth 3, 6000 training scenes,
+      12 epochs, 3 seeds, B label counts 25..1600).
+Finds: see the README gallery.
+Writes: OUT_DIR/results.jsonl, OUT_DIR/summary.csv, OUT_DIR/transfer_vs_mtl.{png,svg}.
+
+Four ways to learn B from --b_budgets labels, all on the same training images (B's
+other labels are hidden by the missing-label mask), seeds and epochs:
+  b_only             one network trained on B alone;
+  transfer_frozen    an encoder pretrained on all of A's labels, then a new head for B
+                     trained on top of the frozen encoder;
+  transfer_finetune  the same pretrained encoder, then every weight trained on B;
+  joint              one network trained on A and B together (multi-task).
+Pretraining uses the same images, encoder, seed and training settings; it runs once
+per seed group and is shared by the two transfer arms.
+"""
+import dataclasses
+import os
+import time
+
+from absl import flags
+
+from experiments import cli
+from mtl_jax.data import driving_tasks
+from mtl_jax.data.datasets import check_data_config
+from mtl_jax.errors import InputError
+from mtl_jax.plots import plot_transfer_vs_mtl
+from mtl_jax.results import RESULTS_FILE, summarize_arms, write_summary_and_plots
+from mtl_jax.runs import TRANSFER_ARMS, RunConfig
+from mtl_jax.sweep import run_pending
+
+flags.adopt_module_key_flags(cli)
+
+NAME = "transfer_vs_mtl"
+APPROACHES = ("b_only", *TRANSFER_ARMS, "joint")
+TASK_A = flags.DEFINE_enum("task_a", "car", driving_tasks.ALL_TASK_NAMES,
+                           "transfer_vs_mtl: the task with plentiful labels.")
+TASK_B = flags.DEFINE_enum("task_b", "stop_sign", driving_tasks.ALL_TASK_NAMES,
+                           "transfer_vs_mtl: the task with few labels.")
+B_BUDGETS = flags.DEFINE_list(
+    "b_budgets", ["25", "100", "400", "1600"], "transfer_vs_mtl: training label counts of task B.")
+
+
+def b_budgets() -> list[int]:
+  try:
+    budgets = sorted({int(b) for b in B_BUDGETS.value})
+  except ValueError:
+    raise InputError(f"--b_budgets must be a comma-separated list of integers; got {','.join(B_BUDGETS.value)}")
+  if not budgets or budgets[0] < 1 or budgets[-1] > cli.NUM_TRAIN.value:
+    raise InputError(f"--b_budgets must list label counts in [1, --num_train={cli.NUM_TRAIN.value}]; "
+                     f"got {','.join(B_BUDGETS.value)}")
+  return budgets
+
+
+def run_groups() -> dict[tuple[str, int], list[RunConfig]]:
+  """(approach, B's label count) -> seed configs."""
+  base, train = cli.data_config(), cli.train_config()
+  if base.dataset != "driving":
+    raise InputError(f"transfer_vs_mtl needs tasks read off the driving scenes; --dataset={base.dataset}")
+  a, b = TASK_A.value, TASK_B.value
+  if a == b:
+    raise InputError(f"--task_a and --task_b must differ; both are {a!r}")
+  pretrain = dataclasses.replace(base, tasks=(a,))
+  groups = {}
+  for budget in b_budgets():
+    only_b = dataclasses.replace(base, tasks=(b,), label_budget=((b, budget),))
+    both = dataclasses.replace(base, tasks=(a, b), label_budget=((b, budget),))
+    check_data_config(both)
+    for approach in APPROACHES:
+      arm, data = ("joint", both) if approach == "joint" else (
+          ("joint", only_b) if approach == "b_only" else (approach, only_b))
+      groups[approach, budget] = [
+          RunConfig(NAME, arm, seed, data, cli.encoder_spec(), train,
+                    pretrain=pretrain if approach in TRANSFER_ARMS else None)
+          for seed in range(cli.SEEDS.value)]
+  return groups
+
+
+def main(argv):
+  del argv
+  groups = run_groups()
+  out = cli.out_dir(NAME)
+  start = time.perf_counter()
+  a, b = TASK_A.value, TASK_B.value
+  print(f"{NAME}: A = {a} (all labels), B = {b}; {len(groups)} groups (approach x B labels) "
+        f"of {cli.SEEDS.value} seeds", flush=True)
+  results_path = os.path.join(out, RESULTS_FILE)
+  done = run_pending(list(groups.values()), cli.load_data_logged, results_path,
+                     train_missing=not cli.PLOT_ONLY.value)
+
+  rows = []
+  for (approach, budget), group in groups.items():
+    records = [done[c.hash] for c in group]
+    keys = dict(b_budget=budget, task_a=a, task_b=b)
+    rows += [r for r in summarize_arms({approach: records}, records[0]["task_names"], keys)
+             if r["task"] == b]
+  first = next(iter(groups.values()))[0]
+  title = (f"{first.data.dataset}: A = {a}, B = {b}, {first.encoder.kind} width {first.encoder.width} "
+           f"depth {first.encoder.depth}, {first.data.num_train} train scenes, {first.train.epochs} "
+           f"epochs, {cli.SEEDS.value} seeds (95% CI)")
+  written = write_summary_and_plots(out, NAME, rows, title, plot_transfer_vs_mtl)
+
+  cell = {(r["arm"], r["b_budget"]): r for r in rows if r["split"] == "test" and r["metric"] == "auc"}
+  print(f"\nTest ROC-AUC of B = {b}, mean ± 95% CI over {cli.SEEDS.value} seeds:")
+  print(f"{'B labels':>8} " + " ".join(f"{approach:>17}" for approach in APPROACHES))
+  for budget in b_budgets():
+    print(f"{budget:>8} " + " ".join(
+        f"{cell[approach, budget]['mean']:.3f} ± {cell[approach, budget]['ci95']:.3f}".rjust(17)
+        for approach in APPROACHES))
+  print(f"\nwrote {results_path}, {', '.join(written)} ({time.perf_counter() - start:.0f}s)")
+
+
+if __name__ == "__main__":
+  cli.run(main)
