@@ -1,5 +1,6 @@
 """Figures drawn from result files only; nothing here trains or holds live models."""
 import csv
+import textwrap
 
 import matplotlib
 
@@ -12,7 +13,8 @@ METRIC_LABELS = {"accuracy": "accuracy", "auc": "ROC-AUC", "ap": "average precis
 
 
 def _finish(fig, title: str, out_path: str, top: float = 0.97) -> None:
-  fig.suptitle(title, fontsize=10, x=0.02, ha="left")
+  # About 13 characters of the 10-point title per inch of figure.
+  fig.suptitle(textwrap.fill(title, int(13 * fig.get_figwidth())), fontsize=10, x=0.02, ha="left")
   fig.tight_layout(rect=(0, 0, 1, top))
   fig.savefig(out_path, dpi=120)
   plt.close(fig)
@@ -24,6 +26,13 @@ def _line_with_band(ax, x, means, cis, **style):
   cis = np.nan_to_num(cis)
   ax.fill_between(x, means - cis, means + cis, color=line.get_color(), alpha=0.2, linewidth=0)
   return line
+
+
+def _log_x_at_points(ax, x) -> None:
+  """A log x axis labelled with the plotted values as plain numbers."""
+  ax.set_xscale("log")
+  ax.set_xticks(x, [f"{v:g}" for v in x])
+  ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
 
 
 def read_summary(path: str) -> list[dict]:
@@ -139,6 +148,7 @@ def plot_data_amount(summary_path: str, out_path: str, title: str, metric: str =
   if alone:
     _reference_band(ax_k, _value(alone[0], "mean"), _value(alone[0], "ci95"), "target only (k = 0)")
   ax_k.set_xscale("symlog", linthresh=1)
+  ax_k.set_xticks(ks, [f"{k:g}" for k in ks])
   ax_k.set_xlabel(f"auxiliary tasks k (target keeps {budget} labels)")
   n_rows = [r for r in rows if r["sweep"] == "target_budget"]
   k_max = max(int(r["num_aux"]) for r in n_rows)
@@ -147,7 +157,7 @@ def plot_data_amount(summary_path: str, out_path: str, title: str, metric: str =
     if x.size:
       _line_with_band(ax_n, x, means, cis, color=ARM_COLORS["separate" if k == 0 else "joint"],
                       label=label)
-  ax_n.set_xscale("log")
+  _log_x_at_points(ax_n, sorted({float(r["target_budget"]) for r in n_rows}))
   ax_n.set_xlabel(f"training labels of {target}")
   for ax in (ax_k, ax_n):
     ax.set_ylabel(f"{target}: {split} {METRIC_LABELS.get(metric, metric)}")
@@ -192,7 +202,7 @@ def plot_transfer_vs_mtl(summary_path: str, out_path: str, title: str, metric: s
   for approach in dict.fromkeys(r["arm"] for r in rows):
     _line_with_band(ax, *_points(rows, "b_budget", arm=approach),
                     **APPROACH_STYLES.get(approach, dict(label=approach)))
-  ax.set_xscale("log")
+  _log_x_at_points(ax, sorted({float(r["b_budget"]) for r in rows}))
   ax.set_xlabel(f"training labels of B = {b} (A = {a} has all of its labels)")
   ax.set_ylabel(f"{b}: {split} {METRIC_LABELS.get(metric, metric)}")
   ax.grid(alpha=0.3)

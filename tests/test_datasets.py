@@ -61,3 +61,38 @@ def test_label_handling_leaves_validation_and_test_alone():
   assert len(a.train.y) == np.sum(np.all(b.train.y != -1, axis=1)) < len(b.train.y)
   np.testing.assert_array_equal(a.val.y, b.val.y)
   np.testing.assert_array_equal(a.test.x, b.test.x)
+
+
+def test_label_budget_keeps_every_image_and_exactly_the_requested_labels():
+  tasks = ("car", "pedestrian_left", "scene_dark")
+  full = load_dataset(DataConfig(**{**SMALL.__dict__, "tasks": tasks}))
+  budgeted = load_dataset(DataConfig(**{**SMALL.__dict__, "tasks": tasks,
+                                        "label_budget": (("car", 17), ("scene_dark", 0))}))
+  assert budgeted.task_names == tasks
+  np.testing.assert_array_equal(budgeted.train.x, full.train.x)
+  kept = budgeted.train.y != -1
+  assert kept[:, 0].sum() == 17 and kept[:, 2].sum() == 0
+  # Kept labels are unchanged, hidden ones were labelled before; other tasks untouched.
+  np.testing.assert_array_equal(budgeted.train.y[kept[:, 0], 0], full.train.y[kept[:, 0], 0])
+  np.testing.assert_array_equal(budgeted.train.y[:, 1], full.train.y[:, 1])
+  np.testing.assert_array_equal(budgeted.val.y, full.val.y)
+  np.testing.assert_array_equal(budgeted.test.y, full.test.y)
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"label_budget": (("car", 10_000),)}, "exceeds the 1"),
+    ({"label_budget": (("stop_sign_left", 5),)}, "not one of the tasks"),
+    ({"tasks": ("car", "bicycle")}, "unknown driving task"),
+    ({"dataset": "related", "tasks": ("car",)}, "needs the driving dataset"),
+])
+def test_bad_budgets_and_task_lists(change, message):
+  with pytest.raises(InputError, match=message):
+    load_dataset(DataConfig(**{**SMALL.__dict__, "tasks": ("car",), **change}))
+
+
+def test_related_dataset_has_vector_inputs_and_named_tasks():
+  from mtl_jax.data.related import RelatedConfig
+  data = load_dataset(DataConfig(dataset="related", num_train=50, num_val=10, num_test=20,
+                                 relatedness=RelatedConfig(rho=0.3, num_tasks=5)))
+  assert data.input_shape == (8 * 6,) and data.task_names == tuple(f"task_{j}" for j in range(1, 6))
+  assert not np.any(data.test.y == -1)
