@@ -4,9 +4,12 @@ tasks boosts the one task you focus on".
 
 Run:  python launch.py --experiment=data_amount
       python launch.py --experiment=data_amount --target_task=stop_sign --num_aux=0,4,all
-Time: see the README gallery (defaults: joint CNN width 32 depth 3, 6000 training
-      scenes, 12 epochs, 3 seeds).
-Finds: see the README gallery.
+Time: 96 s with --preset=quick on a 2-core CPU (3000 training scenes, 8 epochs,
+      k in 0,2,8,21, 3 seeds); the defaults (6000 scenes, 12 epochs, 7 values of k)
+      train about four times as much.
+Finds: holds only while the target's labels are scarce. Car test AUC with 25 / 100
+      labels: 0.49 / 0.51 alone, 0.57 / 0.58 beside 21 auxiliary tasks; with 1600
+      labels it reverses, 0.78 alone vs 0.66 joint (quick preset, 3 seeds).
 Writes: OUT_DIR/results.jsonl, OUT_DIR/summary.csv, OUT_DIR/data_amount.{png,svg}.
 
 The target keeps only --target_budget of its training labels (the missing-label mask

@@ -4,9 +4,10 @@ way to private ones, for the note's claim that multi-task learning makes sense w
 
 Run:  python launch.py --experiment=relatedness
       python launch.py --experiment=relatedness --rhos=0,1 --related_tasks=16 --seeds=5
-Time: see the README gallery (defaults: MLP width 32 depth 2, 8 tasks, 200 training
-      examples, 100 epochs, 5 seeds, 5 values of rho).
-Finds: see the README gallery.
+Time: 20 s on a 2-core CPU with the defaults (MLP width 32 depth 2, 8 tasks, 200
+      training examples, 100 epochs, 5 seeds, 5 values of rho).
+Finds: holds, with negative transfer below it: joint - separate mean test AUC is
+      -0.023 / -0.025 / -0.019 / -0.006 / +0.013 at rho = 0 / 0.25 / 0.5 / 0.75 / 1.
 Writes: OUT_DIR/results.jsonl, OUT_DIR/summary.csv, OUT_DIR/relatedness.{png,svg}.
 
 The data is mtl_jax/data/related.py's: at rho = 1 every task's logit is a function

@@ -72,3 +72,15 @@ def test_all_experiments_write_results_summary_and_plots_then_redraw(tmp_path):
 def test_bad_input_is_one_line(tmp_path, flags, expected):
   out = tmp_path / "never"
   assert_one_line_error(launch(*flags.split(), f"--out_dir={out}"), expected, out)
+
+
+def test_presets_cover_every_experiment_with_real_flags():
+  from absl import flags
+
+  import launch
+  from experiments import presets
+  for preset, by_experiment in presets.PRESETS.items():
+    assert set(by_experiment) == set(launch.EXPERIMENTS), preset
+    for values in by_experiment.values():
+      for name in values:
+        assert name in flags.FLAGS, (preset, name)
