@@ -11,15 +11,31 @@ from typing import Callable
 
 from absl import app, flags, logging
 
-from mtl_jax.data.datasets import DATASETS, DataConfig, MultiTaskData, load_dataset
+import numpy as np
+
+from mtl_jax.data.datasets import (DATASETS, DataConfig, MultiTaskData, load_dataset, read_kind,
+                                   with_file_digest)
 from mtl_jax.errors import InputError
 from mtl_jax.models import ENCODERS, EncoderSpec
 from mtl_jax.data.driving import SceneConfig
-from mtl_jax.train import OPTIMIZERS, TrainConfig
+from mtl_jax.train import EPOCH_SELECTION, OPTIMIZERS, TrainConfig
 
 DATASET = flags.DEFINE_string(
-    "dataset", "driving", f"Dataset to train on. Available: {', '.join(DATASETS)} "
-    "(procedural road scenes with tasks pedestrian, car, stop_sign, traffic_light).")
+    "dataset", "driving", f"Dataset to train on: {', '.join(DATASETS)}. driving: procedural "
+    "road scenes (tasks pedestrian, car, stop_sign, traffic_light); related: vectors with "
+    "tunable task relatedness; csv:/npz:PATH: your own table (README, 'Your own data'); "
+    "tfds:NAME: a prepared TFDS multi-label image set (celeb_a, voc/2007, coco/2017).")
+LABEL_COLUMNS = flags.DEFINE_list(
+    "label_columns", [], "csv/npz: the label columns (tasks), in order; by default every CSV "
+    "column whose header starts with 'label:', or every column of an NPZ file's y.")
+DATA_DIR = flags.DEFINE_string("data_dir", "~/tensorflow_datasets", "tfds: where TFDS datasets are prepared.")
+TASK_BUDGET = flags.DEFINE_list(
+    "task_budget", [], "Per-task label budgets TASK:COUNT,...: each named task keeps only COUNT "
+    "of its train labels, chosen by --data_seed; the rest are masked, every example stays.")
+VAL_FRAC = flags.DEFINE_float(
+    "val_frac", 0.15, "Read data without its own validation split: the share of train set aside for it.")
+TEST_FRAC = flags.DEFINE_float(
+    "test_frac", 0.15, "Read data without its own test split: the share of train set aside for it.")
 ENCODER = flags.DEFINE_enum("encoder", "cnn", ENCODERS, "Shared encoder architecture.")
 WIDTH = flags.DEFINE_integer(
     "width", 32, "Encoder width: hidden units per layer (mlp) or channels (cnn).", lower_bound=1)
@@ -33,13 +49,20 @@ SEEDS = flags.DEFINE_integer(
     "tables and plots show mean and 95% CI over them.", lower_bound=1)
 MISSING_FRAC = flags.DEFINE_float(
     "missing_frac", 0.2, "Fraction of train/validation label cells hidden as missing "
-    "('?', stored as -1); the masked loss ignores them. Must be in [0, 1).")
-NUM_TRAIN = flags.DEFINE_integer("num_train", 6000, "Training examples.", lower_bound=1)
-NUM_VAL = flags.DEFINE_integer("num_val", 1000, "Validation examples.", lower_bound=1)
-NUM_TEST = flags.DEFINE_integer("num_test", 3000, "Test examples (all labels kept).", lower_bound=1)
+    "('?', stored as -1); the masked loss ignores them. Must be in [0, 1). 0 unless set "
+    "for csv/npz/tfds data, whose own missing labels are always masked.")
+_READ_NOTE = " For csv/npz/tfds data: at most this many, and all unless set."
+NUM_TRAIN = flags.DEFINE_integer("num_train", 6000, "Training examples." + _READ_NOTE, lower_bound=1)
+NUM_VAL = flags.DEFINE_integer("num_val", 1000, "Validation examples." + _READ_NOTE, lower_bound=1)
+NUM_TEST = flags.DEFINE_integer(
+    "num_test", 3000, "Test examples (all labels kept)." + _READ_NOTE, lower_bound=1)
 IMAGE_SIZE = flags.DEFINE_integer(
-    "image_size", 32, "Side of the square scene images.", lower_bound=8, upper_bound=256)
+    "image_size", 32, "Side of the square images: driving scenes are rendered, TFDS images "
+    "resized to it.", lower_bound=8, upper_bound=256)
 OPTIMIZER = flags.DEFINE_enum("optimizer", "adam", list(OPTIMIZERS), "optax optimizer.")
+SELECT_EPOCH = flags.DEFINE_enum(
+    "select_epoch", "best_val", EPOCH_SELECTION, "Which epoch's parameters each seed keeps: "
+    "best_val, the lowest validation loss (the test split never chooses), or last.")
 DATA_SEED = flags.DEFINE_integer("data_seed", 0, "Seed of the generated dataset and its missing-label mask.")
 OUT_DIR = flags.DEFINE_string(
     "out_dir", None, "Where results.jsonl, summary.csv and the plot go (default: runs/EXPERIMENT).")
@@ -55,10 +78,38 @@ flags.register_validator(
     "learning_rate", lambda v: v > 0.0, message="--learning_rate must be positive")
 
 
+def _chosen(flag) -> bool:
+  """Whether the command line, a preset or an experiment set this flag."""
+  return flags.FLAGS[flag.name].present or flag.name in _overridden
+
+
+def task_budget() -> tuple[tuple[str, int], ...]:
+  budget = []
+  for item in TASK_BUDGET.value:
+    task, _, count = item.rpartition(":")
+    if not task or not count.strip().isdigit():
+      raise InputError(f"--task_budget takes TASK:COUNT items with a count >= 0; got {item!r}")
+    budget.append((task, int(count)))
+  return tuple(budget)
+
+
 def data_config() -> DataConfig:
-  return DataConfig(dataset=DATASET.value, num_train=NUM_TRAIN.value, num_val=NUM_VAL.value,
-                    num_test=NUM_TEST.value, missing_frac=MISSING_FRAC.value,
-                    data_seed=DATA_SEED.value, scenes=SceneConfig(image_size=IMAGE_SIZE.value))
+  """The data flags as a DataConfig. Read data uses all its examples and only its own
+  missing labels unless the sizes or --missing_frac were set."""
+  read = read_kind(DATASET.value) is not None
+  size = lambda flag: None if read and not _chosen(flag) else flag.value
+  return with_file_digest(DataConfig(
+      dataset=DATASET.value, num_train=size(NUM_TRAIN), num_val=size(NUM_VAL),
+      num_test=size(NUM_TEST), val_frac=VAL_FRAC.value, test_frac=TEST_FRAC.value,
+      label_columns=tuple(LABEL_COLUMNS.value), data_dir=DATA_DIR.value,
+      missing_frac=0.0 if read and not _chosen(MISSING_FRAC) else MISSING_FRAC.value,
+      label_budget=task_budget(), data_seed=DATA_SEED.value,
+      scenes=SceneConfig(image_size=IMAGE_SIZE.value)))
+
+
+def generated_train_size() -> int | None:
+  """--num_train for generated data; None for read data, whose size is known once read."""
+  return None if read_kind(DATASET.value) else NUM_TRAIN.value
 
 
 def encoder_spec() -> EncoderSpec:
@@ -66,9 +117,10 @@ def encoder_spec() -> EncoderSpec:
 
 
 def train_config() -> TrainConfig:
-  if BATCH_SIZE.value > NUM_TRAIN.value:
+  if generated_train_size() and BATCH_SIZE.value > NUM_TRAIN.value:
     raise InputError(f"--batch_size={BATCH_SIZE.value} exceeds --num_train={NUM_TRAIN.value}")
-  return TrainConfig(LEARNING_RATE.value, BATCH_SIZE.value, EPOCHS.value, OPTIMIZER.value)
+  return TrainConfig(LEARNING_RATE.value, BATCH_SIZE.value, EPOCHS.value, OPTIMIZER.value,
+                     SELECT_EPOCH.value)
 
 
 def out_dir(experiment: str) -> str:
@@ -86,8 +138,8 @@ def load_data_logged(config: DataConfig) -> MultiTaskData:
   tasks = ", ".join(data.task_names[:6]) + (f" and {len(data.task_names) - 6} more"
                                             if len(data.task_names) > 6 else "")
   print(f"  dataset {data.name} {data.input_shape}: train/val/test {len(data.train.y)}/"
-        f"{len(data.val.y)}/{len(data.test.y)}, tasks {tasks}, {config.missing_frac:.0%} of "
-        f"train/val labels missing ({time.perf_counter() - start:.1f}s)", flush=True)
+        f"{len(data.val.y)}/{len(data.test.y)}, tasks {tasks}, {np.mean(data.train.y == -1):.0%} "
+        f"of train labels missing ({time.perf_counter() - start:.1f}s)", flush=True)
   return data
 
 

@@ -20,15 +20,13 @@ so they share features with the target but carry no information about its labels
 k = 0 is the target-only network. A second sweep varies the target's label count
 (--target_budgets) at the largest k, against the target-only network.
 """
-import dataclasses
 import os
 import time
 
 from absl import flags
 
 from experiments import cli
-from mtl_jax.data import driving_tasks
-from mtl_jax.data.datasets import check_data_config
+from mtl_jax.data.datasets import auxiliary_tasks, check_data_config, task_names, with_tasks
 from mtl_jax.errors import InputError
 from mtl_jax.plots import plot_data_amount
 from mtl_jax.results import RESULTS_FILE, summarize_arms, write_summary_and_plots
@@ -38,8 +36,9 @@ from mtl_jax.sweep import run_pending
 flags.adopt_module_key_flags(cli)
 
 NAME = "data_amount"
-TARGET_TASK = flags.DEFINE_enum(
-    "target_task", "car", driving_tasks.ALL_TASK_NAMES, "data_amount: the task with few labels.")
+TARGET_TASK = flags.DEFINE_string(
+    "target_task", "car", "data_amount: the task with few labels, one of the dataset's tasks "
+    "(driving: any of mtl_jax/data/driving_tasks.py; csv/npz/tfds: a label column).")
 NUM_AUX = flags.DEFINE_list(
     "num_aux", ["0", "1", "2", "4", "8", "16", "all"],
     "data_amount: numbers k of auxiliary tasks to train beside the target ('all' = every "
@@ -62,34 +61,43 @@ def _ints(flag, values: list[str], available: int) -> list[int]:
   return numbers
 
 
-def sweep_points() -> tuple[list[int], list[int]]:
+def target_and_aux(base) -> tuple[str, tuple[str, ...]]:
+  if base.dataset == "related":
+    raise InputError("data_amount needs named tasks; --dataset=related has none to choose from")
+  target = TARGET_TASK.value
+  every = task_names(base) if base.dataset != "driving" else (target,)
+  if target not in every:
+    raise InputError(f"--target_task={target} is not a task of {base.dataset}; its tasks are "
+                     f"{', '.join(every)}")
+  return target, auxiliary_tasks(base, target)
+
+
+def sweep_points(base) -> tuple[list[int], list[int]]:
   """The k values of the first sweep and the target budgets of the second."""
-  available = len(driving_tasks.auxiliary_tasks(TARGET_TASK.value))
+  available = len(target_and_aux(base)[1])
   ks = _ints(NUM_AUX, NUM_AUX.value, available)
   if ks[0] < 0 or ks[-1] > available:
     raise InputError(f"--num_aux must be in [0, {available}]: the target {TARGET_TASK.value!r} "
                      f"has {available} auxiliary tasks; got {','.join(NUM_AUX.value)}")
   budgets = _ints(TARGET_BUDGETS, TARGET_BUDGETS.value, 0)
+  num_train = cli.generated_train_size()
   for budget in [TARGET_BUDGET.value, *budgets]:
-    if not 1 <= budget <= cli.NUM_TRAIN.value:
+    if budget < 1 or (num_train and budget > num_train):
       raise InputError(f"a target budget of {budget} labels is outside [1, --num_train="
-                       f"{cli.NUM_TRAIN.value}]")
+                       f"{num_train}]")
   return ks, budgets
 
 
 def run_groups() -> dict[tuple[str, int, int], list[RunConfig]]:
   """(sweep, k, target budget) -> seed configs."""
-  ks, budgets = sweep_points()
   base, train = cli.data_config(), cli.train_config()
-  if base.dataset != "driving":
-    raise InputError(f"data_amount needs tasks read off the driving scenes; --dataset={base.dataset}")
-  target = TARGET_TASK.value
-  aux = driving_tasks.auxiliary_tasks(target)
+  ks, budgets = sweep_points(base)
+  target, aux = target_and_aux(base)
   points = [("num_aux", k, TARGET_BUDGET.value) for k in ks]
   points += [("target_budget", k, b) for k in sorted({0, ks[-1]}) for b in budgets]
   groups = {}
   for sweep, k, budget in points:
-    data = dataclasses.replace(base, tasks=(target, *aux[:k]), label_budget=((target, budget),))
+    data = with_tasks(base, (target, *aux[:k]), ((target, budget),))
     check_data_config(data)
     groups[sweep, k, budget] = [RunConfig(NAME, "joint", seed, data, cli.encoder_spec(), train)
                                 for seed in range(cli.SEEDS.value)]
@@ -118,7 +126,7 @@ def main(argv):
              if r["task"] == target]
   first = next(iter(groups.values()))[0]
   title = (f"{first.data.dataset}: target {target}, joint {first.encoder.kind} width "
-           f"{first.encoder.width}, {first.data.num_train} train scenes, {first.train.epochs} epochs, "
+           f"{first.encoder.width}, {first.data.num_train or 'all'} train, {first.train.epochs} epochs, "
            f"{cli.SEEDS.value} seeds (95% CI)")
   written = write_summary_and_plots(out, NAME, rows, title, plot_data_amount)
 
@@ -130,7 +138,7 @@ def main(argv):
   for (sweep, k, budget), r in cell.items():
     if sweep == "num_aux":
       print(f"  k = {k:>2} auxiliary tasks: {fmt(r)}")
-  ks, budgets = sweep_points()
+  ks, budgets = sweep_points(first.data)
   print(f"\n{target} labels   target only   with k = {ks[-1]} auxiliary tasks")
   for budget in budgets:
     print(f"{budget:>13}   {fmt(cell['target_budget', 0, budget]):>11}   "

@@ -62,7 +62,7 @@ def main(argv):
   rows = summarize_arms(records_by_arm, records_by_arm["joint"][0]["task_names"])
   params = {arm: records_by_arm[arm][0]["param_count"] for arm in ARMS}
   title = (f"{first.data.dataset}: {first.encoder.kind} width {first.encoder.width} depth {first.encoder.depth}, "
-           f"{first.data.num_train} train, {first.data.missing_frac:.0%} labels missing, "
+           f"{first.data.num_train or 'all'} train, {first.data.missing_frac:.0%} labels missing, "
            f"{len(configs['joint'])} seeds (95% CI)\n"
            f"joint {params['joint']:,} params, separate {params['separate']:,} params")
   written = write_summary_and_plots(out, NAME, rows, title, plot_joint_vs_separate)

@@ -96,7 +96,7 @@ def main(argv):
                      split="test", metric="auc", task="mean", arm="joint", mean=np.nan, ci95=np.nan, n=0))
   first = next(iter(groups.values()))[0]
   title = (f"{first.data.dataset}: joint {first.encoder.kind} width {first.encoder.width} "
-           f"depth {first.encoder.depth}, {first.data.num_train} train, {first.train.epochs} epochs, "
+           f"depth {first.encoder.depth}, {first.data.num_train or 'all'} train, {first.train.epochs} epochs, "
            f"{cli.SEEDS.value} seeds (95% CI)")
   written = write_summary_and_plots(out, NAME, rows, title, plot_missing_labels)
 

@@ -76,7 +76,7 @@ def main(argv):
     keys = dict(encoder=encoder, width=width,
                 **{f"params_{arm}": by_arm[arm][0]["param_count"] for arm in ARMS})
     rows += summarize_arms(by_arm, by_arm["joint"][0]["task_names"], keys)
-  title = (f"{first.data.dataset}: depth {first.encoder.depth}, {first.data.num_train} train, "
+  title = (f"{first.data.dataset}: depth {first.encoder.depth}, {first.data.num_train or 'all'} train, "
            f"{first.train.epochs} epochs, {first.data.missing_frac:.0%} labels missing, "
            f"{cli.SEEDS.value} seeds (95% CI)")
   written = write_summary_and_plots(out, NAME, rows, title, plot_network_size)

@@ -91,7 +91,7 @@ def _main(argv):
     rows += summarize_arms(by_arm, by_arm["joint"][0]["task_names"], dict(rho=rho))
   first = next(iter(groups.values()))[0]
   title = (f"{first.data.dataset}: {RELATED_TASKS.value} tasks, {first.encoder.kind} width "
-           f"{first.encoder.width} depth {first.encoder.depth}, {first.data.num_train} train, "
+           f"{first.encoder.width} depth {first.encoder.depth}, {first.data.num_train or 'all'} train, "
            f"{first.train.epochs} epochs, {first.data.missing_frac:.0%} labels missing, "
            f"{cli.SEEDS.value} seeds (95% CI)")
   written = write_summary_and_plots(out, NAME, rows, title, plot_relatedness)

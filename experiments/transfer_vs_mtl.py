@@ -21,15 +21,13 @@ other labels are hidden by the missing-label mask), seeds and epochs:
 Pretraining uses the same images, encoder, seed and training settings; it runs once
 per seed group and is shared by the two transfer arms.
 """
-import dataclasses
 import os
 import time
 
 from absl import flags
 
 from experiments import cli
-from mtl_jax.data import driving_tasks
-from mtl_jax.data.datasets import check_data_config
+from mtl_jax.data.datasets import check_data_config, with_tasks
 from mtl_jax.errors import InputError
 from mtl_jax.plots import plot_transfer_vs_mtl
 from mtl_jax.results import RESULTS_FILE, summarize_arms, write_summary_and_plots
@@ -40,10 +38,9 @@ flags.adopt_module_key_flags(cli)
 
 NAME = "transfer_vs_mtl"
 APPROACHES = ("b_only", *TRANSFER_ARMS, "joint")
-TASK_A = flags.DEFINE_enum("task_a", "car", driving_tasks.ALL_TASK_NAMES,
-                           "transfer_vs_mtl: the task with plentiful labels.")
-TASK_B = flags.DEFINE_enum("task_b", "stop_sign", driving_tasks.ALL_TASK_NAMES,
-                           "transfer_vs_mtl: the task with few labels.")
+TASK_A = flags.DEFINE_string("task_a", "car", "transfer_vs_mtl: the task with plentiful labels "
+                             "(driving: any of mtl_jax/data/driving_tasks.py; csv/npz/tfds: a label column).")
+TASK_B = flags.DEFINE_string("task_b", "stop_sign", "transfer_vs_mtl: the task with few labels.")
 B_BUDGETS = flags.DEFINE_list(
     "b_budgets", ["25", "100", "400", "1600"], "transfer_vs_mtl: training label counts of task B.")
 
@@ -53,8 +50,9 @@ def b_budgets() -> list[int]:
     budgets = sorted({int(b) for b in B_BUDGETS.value})
   except ValueError:
     raise InputError(f"--b_budgets must be a comma-separated list of integers; got {','.join(B_BUDGETS.value)}")
-  if not budgets or budgets[0] < 1 or budgets[-1] > cli.NUM_TRAIN.value:
-    raise InputError(f"--b_budgets must list label counts in [1, --num_train={cli.NUM_TRAIN.value}]; "
+  num_train = cli.generated_train_size()
+  if not budgets or budgets[0] < 1 or (num_train and budgets[-1] > num_train):
+    raise InputError(f"--b_budgets must list label counts in [1, --num_train={num_train}]; "
                      f"got {','.join(B_BUDGETS.value)}")
   return budgets
 
@@ -62,16 +60,16 @@ def b_budgets() -> list[int]:
 def run_groups() -> dict[tuple[str, int], list[RunConfig]]:
   """(approach, B's label count) -> seed configs."""
   base, train = cli.data_config(), cli.train_config()
-  if base.dataset != "driving":
-    raise InputError(f"transfer_vs_mtl needs tasks read off the driving scenes; --dataset={base.dataset}")
+  if base.dataset == "related":
+    raise InputError("transfer_vs_mtl needs named tasks; --dataset=related has none to choose from")
   a, b = TASK_A.value, TASK_B.value
   if a == b:
     raise InputError(f"--task_a and --task_b must differ; both are {a!r}")
-  pretrain = dataclasses.replace(base, tasks=(a,))
+  pretrain = with_tasks(base, (a,))
   groups = {}
   for budget in b_budgets():
-    only_b = dataclasses.replace(base, tasks=(b,), label_budget=((b, budget),))
-    both = dataclasses.replace(base, tasks=(a, b), label_budget=((b, budget),))
+    only_b = with_tasks(base, (b,), ((b, budget),))
+    both = with_tasks(base, (a, b), ((b, budget),))
     check_data_config(both)
     for approach in APPROACHES:
       arm, data = ("joint", both) if approach == "joint" else (
@@ -103,7 +101,7 @@ def main(argv):
              if r["task"] == b]
   first = next(iter(groups.values()))[0]
   title = (f"{first.data.dataset}: A = {a}, B = {b}, {first.encoder.kind} width {first.encoder.width} "
-           f"depth {first.encoder.depth}, {first.data.num_train} train scenes, {first.train.epochs} "
+           f"depth {first.encoder.depth}, {first.data.num_train or 'all'} train, {first.train.epochs} "
            f"epochs, {cli.SEEDS.value} seeds (95% CI)")
   written = write_summary_and_plots(out, NAME, rows, title, plot_transfer_vs_mtl)
 

@@ -87,6 +87,9 @@ class MultiTaskNet(nn.Module):
 class Model(NamedTuple):
   init: Callable[[jax.Array], dict]
   apply: Callable[[dict, jax.Array], jax.Array]
+  # True when every parameter has a leading task axis and task j's logits depend on
+  # slice j alone (separate networks): then each task's network can keep its own epoch.
+  per_task_params: bool = False
 
 
 def _as_float(x):
@@ -119,7 +122,7 @@ def separate_models(encoder: EncoderSpec, num_tasks: int, input_shape: tuple[int
     logits_TxBx1 = jax.vmap(single.apply, in_axes=(0, None))(params, x)
     return logits_TxBx1[..., 0].T
 
-  return Model(init, apply)
+  return Model(init, apply, per_task_params=True)
 
 
 def make_model(arm: str, encoder: EncoderSpec, num_tasks: int, input_shape) -> Model:

@@ -64,7 +64,8 @@ def _pretrained_encoder(config: RunConfig, seeds: list[int], log) -> tuple[dict,
     data = load_dataset(config.pretrain)
     model = make_model("joint", config.encoder, len(data.task_names), data.input_shape)
     result = train(model, data.train.x, data.train.y, seeds, config.train,
-                   log and (lambda epoch, loss: log(epoch, loss, "pretrain")))
+                   log and (lambda epoch, loss: log(epoch, loss, "pretrain")),
+                   validation=(data.val.x, data.val.y))
     _last_pretrained.clear()
     _last_pretrained[key] = result.params["encoder"], result.seconds
   return _last_pretrained[key]
@@ -81,7 +82,8 @@ def run_arm(configs: Sequence[RunConfig], data: MultiTaskData,
   model = make_model(first.arm, first.encoder, len(data.task_names), data.input_shape)
   encoder, pretrain_seconds = _pretrained_encoder(first, seeds, log) if first.pretrain else (None, 0.0)
   result = train(model, data.train.x, data.train.y, seeds, first.train, log,
-                 pretrained_encoder=encoder, freeze_encoder=first.arm == "transfer_frozen")
+                 pretrained_encoder=encoder, freeze_encoder=first.arm == "transfer_frozen",
+                 validation=(data.val.x, data.val.y))
   logits = {split: predict(model, result.params, getattr(data, split).x) for split in EVAL_SPLITS}
   params_per_seed = param_count(result.params) // len(seeds)
   records = []
@@ -91,6 +93,11 @@ def run_arm(configs: Sequence[RunConfig], data: MultiTaskData,
         "hash": config.hash,
         "config": config.to_dict(),
         "task_names": list(data.task_names),
+        # Which examples each split holds; the selected epoch was chosen on "val" alone.
+        "splits": data.origins,
+        # An int, or one per task for separate networks (each keeps its own best epoch).
+        "selected_epoch": result.selected_epoch_S[s].tolist(),
+        "val_loss_per_epoch": result.val_loss_ExS[:, s].tolist(),
         "param_count": params_per_seed,
         "train_examples": int(len(data.train.y)),
         "train_labels": int(np.sum(data.train.y != -1)),

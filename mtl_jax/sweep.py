@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from mtl_jax.data.datasets import DataConfig, MultiTaskData
+from mtl_jax.data.datasets import GENERATED, DataConfig, MultiTaskData
 from mtl_jax.errors import InputError
 from mtl_jax.results import append_result, read_results
 from mtl_jax.runs import RunConfig, run_arm
@@ -16,7 +16,8 @@ from mtl_jax.runs import RunConfig, run_arm
 def describe(config: RunConfig) -> str:
   """One line saying what sets this group apart, for progress output."""
   e, d = config.encoder, config.data
-  parts = [f"{config.arm} {e.kind} w{e.width} d{e.depth}", f"{d.missing_frac:.0%} missing"]
+  parts = [f"{config.arm} {e.kind} w{e.width} d{e.depth}", f"{d.missing_frac:.0%} missing"
+           if d.missing_frac or d.dataset in GENERATED else "own missing labels"]
   if d.label_handling != "mask":
     parts[-1] += f" ({d.label_handling.replace('_', ' ')})"
   if d.dataset == "related":

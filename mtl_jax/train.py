@@ -11,11 +11,14 @@ import numpy as np
 import optax
 
 from mtl_jax.errors import InputError
-from mtl_jax.losses import masked_logistic_loss
+from mtl_jax.losses import masked_logistic_loss, per_task_logistic_loss
 from mtl_jax.models import Model
 
 INIT_STREAM, SHUFFLE_STREAM = 0, 1
 OPTIMIZERS = {"adam": optax.adam, "sgd": optax.sgd}
+# Which epoch's parameters a run keeps: the one with the lowest validation J (per
+# seed; the test split is never looked at), or simply the last.
+EPOCH_SELECTION = ("best_val", "last")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,12 +27,16 @@ class TrainConfig:
   batch_size: int = 128
   epochs: int = 10
   optimizer: str = "adam"  # a key of OPTIMIZERS
+  select_epoch: str = "last"  # one of EPOCH_SELECTION; best_val needs validation data
 
 
 @dataclasses.dataclass
 class TrainResult:
-  params: dict  # leaves stacked on a leading seed axis [S, ...]
+  params: dict  # leaves stacked on a leading seed axis [S, ...], of the selected epochs
   loss_ExS: np.ndarray  # mean training J per epoch and seed
+  # Validation J per epoch and seed ([E, S]; per task, [E, S, T], for separate networks).
+  val_loss_ExS: Optional[np.ndarray]
+  selected_epoch_S: np.ndarray  # the epoch (1-based) whose parameters `params` holds, [S] or [S, T]
   seconds: float  # training only; compilation is timed apart
   compile_seconds: float
   steps: int  # optimizer steps per seed
@@ -67,6 +74,40 @@ def _epoch_fn(model: Model, optimizer, num_examples: int, batch_size: int):
   return epoch, num_batches
 
 
+def _val_loss_fn(model: Model, x_val, y_val, chunk: int = 512):
+  """Per seed, J over the whole validation split, [S], or its per-task terms, [S, T],
+  for separate networks. In chunks that bound memory; the last chunk is padded with
+  missing labels, which the masked loss ignores."""
+  num_val = len(y_val)
+  chunk = min(chunk, num_val)
+  pad = -num_val % chunk
+  x = np.concatenate([x_val, np.zeros((pad, *x_val.shape[1:]), x_val.dtype)])
+  y = np.concatenate([y_val, np.full((pad, y_val.shape[1]), -1, y_val.dtype)])
+  x_CxKx = jnp.asarray(x.reshape(-1, chunk, *x.shape[1:]))
+  y_CxKxT = jnp.asarray(y.reshape(-1, chunk, y.shape[1]))
+
+  def val_loss(params, x_CxKx, y_CxKxT):  # arguments, not constants baked into the program
+    def add_chunk(total_T, xy):
+      x_K, y_KxT = xy
+      return total_T + per_task_logistic_loss(model.apply(params, x_K), y_KxT) * chunk, None
+    total_T, _ = jax.lax.scan(add_chunk, jnp.zeros(y_CxKxT.shape[-1]), (x_CxKx, y_CxKxT))
+    return total_T / num_val if model.per_task_params else total_T.sum() / num_val
+
+  val_loss_S = jax.jit(jax.vmap(val_loss, in_axes=(0, None, None)))
+  return lambda params: val_loss_S(params, x_CxKx, y_CxKxT)
+
+
+@jax.jit
+def _keep_best(best_params, best_loss, best_epoch, params, val_loss, epoch):
+  """The parameters of the epoch with the lowest validation loss so far, per seed [S]
+  or per seed and task [S, T] (as the leading axes of the parameters)."""
+  improved = val_loss < best_loss  # a NaN loss never improves
+  pick = lambda best, new: jnp.where(
+      improved.reshape(improved.shape + (1,) * (new.ndim - improved.ndim)), new, best)
+  return (jax.tree.map(pick, best_params, params), jnp.where(improved, val_loss, best_loss),
+          jnp.where(improved, epoch, best_epoch))
+
+
 def _optimizer(config: TrainConfig, freeze_encoder: bool) -> optax.GradientTransformation:
   optimizer = OPTIMIZERS[config.optimizer](config.learning_rate)
   if not freeze_encoder:
@@ -77,7 +118,8 @@ def _optimizer(config: TrainConfig, freeze_encoder: bool) -> optax.GradientTrans
 
 def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
           log: Optional[Callable[[int, np.ndarray], None]] = None,
-          pretrained_encoder: Optional[dict] = None, freeze_encoder: bool = False) -> TrainResult:
+          pretrained_encoder: Optional[dict] = None, freeze_encoder: bool = False,
+          validation: Optional[tuple[np.ndarray, np.ndarray]] = None) -> TrainResult:
   """Trains one copy of `model` per seed, all seeds in one compiled program.
 
   Seed s initialises from fold_in(key_s, INIT_STREAM) and shuffles epoch e with
@@ -85,6 +127,8 @@ def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
   seeds see exactly the same batches in the same order. `pretrained_encoder` (stacked
   per seed, as in another TrainResult's params["encoder"]) replaces the encoder's
   initial weights, for fine-tuning; `freeze_encoder` then trains the heads only.
+  `validation` = (x_val, y_val) is scored after every epoch; with
+  config.select_epoch == "best_val" each seed keeps its best epoch's parameters.
   """
   if not 1 <= config.batch_size <= len(x_train):
     raise InputError(f"batch size {config.batch_size} must be in [1, {len(x_train)}] "
@@ -92,6 +136,10 @@ def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
   x_train, y_train = jnp.asarray(x_train), jnp.asarray(y_train)
   if freeze_encoder and pretrained_encoder is None:
     raise ValueError("freeze_encoder needs a pretrained_encoder")
+  if config.select_epoch not in EPOCH_SELECTION:
+    raise InputError(f"unknown epoch selection {config.select_epoch!r}; choose from {', '.join(EPOCH_SELECTION)}")
+  if config.select_epoch == "best_val" and validation is None:
+    raise ValueError("select_epoch='best_val' needs validation data")
   optimizer = _optimizer(config, freeze_encoder)
   epoch, num_batches = _epoch_fn(model, optimizer, len(x_train), config.batch_size)
 
@@ -106,18 +154,35 @@ def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
                       ).lower(params, opt_state, shuffle_keys_S, x_train, y_train).compile()
   start = time.perf_counter()
 
-  losses = []
+  val_loss_fn = validation and _val_loss_fn(model, *validation)
+  selecting = config.select_epoch == "best_val"
+  # One epoch per seed, or per seed and task for separate networks.
+  selection_shape = (len(keys_S), *([y_train.shape[1]] if model.per_task_params else []))
+  # A copy, because run_epoch donates (reuses the memory of) the parameters it is given.
+  best = (jax.tree.map(jnp.copy, params), jnp.full(selection_shape, jnp.inf),
+          jnp.full(selection_shape, config.epochs)) if selecting else None
+  losses, val_losses = [], []
   for e in range(config.epochs):
     epoch_keys_S = jax.vmap(lambda k: jax.random.fold_in(k, e))(shuffle_keys_S)
     params, opt_state, loss_S = run_epoch(params, opt_state, epoch_keys_S, x_train, y_train)
-    losses.append(np.asarray(loss_S))  # the one host sync per epoch
+    if val_loss_fn:
+      val_loss_S = val_loss_fn(params)
+      if selecting:
+        best = _keep_best(*best, params, val_loss_S, e + 1)
+      val_losses.append(np.asarray(val_loss_S))
+    losses.append(np.asarray(loss_S))  # the host syncs once per epoch
     if not np.all(np.isfinite(losses[-1])):
       raise TrainingDiverged(f"training loss became non-finite in epoch {e + 1} "
                              f"(learning rate {config.learning_rate}); try a lower learning rate")
     if log:
       log(e + 1, losses[-1])
-  return TrainResult(params, np.stack(losses), time.perf_counter() - start,
-                     start - compile_start, config.epochs * num_batches)
+  if selecting:
+    params, selected_S = best[0], np.asarray(best[2])
+  else:
+    selected_S = np.full(selection_shape, config.epochs)
+  return TrainResult(params, np.stack(losses), np.stack(val_losses) if val_losses else None,
+                     selected_S, time.perf_counter() - start, start - compile_start,
+                     config.epochs * num_batches)
 
 
 @functools.lru_cache(maxsize=16)

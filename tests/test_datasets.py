@@ -83,7 +83,7 @@ def test_label_budget_keeps_every_image_and_exactly_the_requested_labels():
     ({"label_budget": (("car", 10_000),)}, "exceeds the 1"),
     ({"label_budget": (("stop_sign_left", 5),)}, "not one of the tasks"),
     ({"tasks": ("car", "bicycle")}, "unknown driving task"),
-    ({"dataset": "related", "tasks": ("car",)}, "needs the driving dataset"),
+    ({"dataset": "related", "tasks": ("car",)}, "cannot be chosen by name"),
 ])
 def test_bad_budgets_and_task_lists(change, message):
   with pytest.raises(InputError, match=message):

@@ -1,19 +1,32 @@
-"""Named datasets as in-memory train / validation / test splits.
+"""Datasets as in-memory train / validation / test splits.
 
-Missing labels are hidden in the train and validation splits only: they model a
-labeller who skipped cells, while the test split keeps every label for scoring. A
-label budget caps how many labels a task keeps in the train split, by hiding the
-rest: the images stay, so every arm of a comparison sees the same inputs.
+Two are generated (any size, every label known): the driving scenes and the related
+vectors. The rest are read: a user's CSV or NPZ table (`csv:PATH`, `npz:PATH`, see
+tables.py) or a prepared TFDS multi-label image set (`tfds:NAME`). Their splits are
+their own where they have them; the rest are cut from the train split by a seed.
+
+Missing labels (--missing_frac) are hidden in the train and validation splits only:
+they model a labeller who skipped cells, while the test split keeps every label for
+scoring. A label budget caps how many labels a task keeps in the train split, by
+hiding the rest: the images stay, so every arm of a comparison sees the same inputs.
 """
 import dataclasses
+import functools
+import hashlib
+import os
+from typing import Optional
 
 import numpy as np
 
-from mtl_jax.data import driving, driving_tasks, missing, related
+from mtl_jax.data import driving, driving_tasks, missing, related, tables
 from mtl_jax.errors import InputError
 
 # driving: rendered road scenes; related: vectors whose tasks share features to a degree rho.
-DATASETS = ("driving", "related")
+GENERATED = ("driving", "related")
+# Read from files: KIND:PATH, or tfds:NAME for a prepared TFDS dataset.
+READ_KINDS = (*tables.READERS, "tfds")
+DATASETS = (*GENERATED, *(f"{kind}:{'NAME' if kind == 'tfds' else 'PATH'}" for kind in READ_KINDS))
+SPLITS = ("train", "val", "test")
 # How the training split treats a missing label: the masked loss ignores it; the two
 # common alternatives call it a "no", or drop every example that has one.
 LABEL_HANDLING = ("mask", "as_negative", "drop_incomplete")
@@ -21,7 +34,7 @@ LABEL_HANDLING = ("mask", "as_negative", "drop_incomplete")
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-  x: np.ndarray  # [N, ...] features or uint8 images
+  x: np.ndarray  # [N, ...] float32 features or uint8 images
   y: np.ndarray  # [N, T] int8: 1 yes, 0 no, -1 missing
 
 
@@ -32,6 +45,8 @@ class MultiTaskData:
   train: Split
   val: Split
   test: Split
+  # Where each split's examples came from, recorded with every result.
+  origins: dict = dataclasses.field(default_factory=dict)
 
   @property
   def input_shape(self) -> tuple[int, ...]:
@@ -40,14 +55,25 @@ class MultiTaskData:
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-  dataset: str = "driving"
-  num_train: int = 6000
-  num_val: int = 1000
-  num_test: int = 3000
+  dataset: str = "driving"  # driving, related, csv:PATH, npz:PATH or tfds:NAME
+  # Generated data: how many examples. Read data: at most this many (None: all).
+  num_train: Optional[int] = 6000
+  num_val: Optional[int] = 1000
+  num_test: Optional[int] = 3000
+  # Read data without its own validation / test split: the share of its train split
+  # that a seed sets aside for it.
+  val_frac: float = 0.15
+  test_frac: float = 0.15
+  # csv / npz: the label columns; empty means the file's own convention (tables.py).
+  label_columns: tuple[str, ...] = ()
+  data_dir: str = "~/tensorflow_datasets"  # tfds only
+  # sha1 of a csv / npz file (with_file_digest), so results of an edited file are not reused.
+  file_digest: str = ""
   missing_frac: float = 0.0
   data_seed: int = 0
   label_handling: str = "mask"  # one of LABEL_HANDLING, applied to the train split
-  # driving: which tasks (driving_tasks.ALL_TASK_NAMES); empty means the four presence tasks.
+  # Which tasks to train, by name; empty means the dataset's own (driving: the four
+  # presence tasks of driving_tasks.ALL_TASK_NAMES; read data: every label column).
   tasks: tuple[str, ...] = ()
   # (task, n): keep only n of that task's train labels, chosen at random, hiding the rest.
   label_budget: tuple[tuple[str, int], ...] = ()
@@ -58,20 +84,37 @@ class DataConfig:
   generator_version: int = driving.GENERATOR_VERSION
 
 
+def read_kind(dataset: str) -> Optional[str]:
+  """'csv', 'npz' or 'tfds' for data read from elsewhere; None for generated data."""
+  kind, sep, _ = dataset.partition(":")
+  return kind if sep and kind in READ_KINDS else None
+
+
 def check_data_config(config: DataConfig) -> None:
-  if config.dataset not in DATASETS:
+  kind = read_kind(config.dataset)
+  if config.dataset not in GENERATED and (kind is None or not config.dataset.partition(":")[2]):
     raise InputError(f"unknown dataset {config.dataset!r}; available: {', '.join(DATASETS)}")
   if not 0.0 <= config.missing_frac < 1.0:
     raise InputError(f"missing_frac must be in [0, 1); got {config.missing_frac}")
   if config.label_handling not in LABEL_HANDLING:
     raise InputError(f"unknown label handling {config.label_handling!r}; "
                      f"choose from {', '.join(LABEL_HANDLING)}")
-  if min(config.num_train, config.num_val, config.num_test) < 1:
+  sizes = (config.num_train, config.num_val, config.num_test)
+  if (kind is None and None in sizes) or any(n is not None and n < 1 for n in sizes):
     raise InputError("num_train, num_val and num_test must be positive")
-  if config.tasks and config.dataset != "driving":
-    raise InputError(f"choosing tasks by name needs the driving dataset, not {config.dataset!r}")
-  driving_tasks.check_task_names(config.tasks)
+  if not (0 < config.val_frac < 1 and 0 < config.test_frac < 1 and config.val_frac + config.test_frac < 1):
+    raise InputError(f"val_frac and test_frac must be in (0, 1) with a sum below 1; "
+                     f"got {config.val_frac}, {config.test_frac}")
+  if config.label_columns and kind not in tables.READERS:
+    raise InputError(f"label columns are for csv: and npz: datasets, not {config.dataset!r}")
+  if config.tasks and config.dataset == "related":
+    raise InputError("the related dataset's tasks cannot be chosen by name; set their number")
+  if config.dataset == "driving":
+    driving_tasks.check_task_names(config.tasks)
   names = task_names(config)
+  budgeted = [task for task, _ in config.label_budget]
+  if len(set(budgeted)) < len(budgeted):
+    raise InputError(f"two label budgets for one task: {', '.join(budgeted)}")
   for task, count in config.label_budget:
     if task not in names:
       raise InputError(f"label budget for {task!r}, which is not one of the tasks {', '.join(names)}")
@@ -80,9 +123,46 @@ def check_data_config(config: DataConfig) -> None:
 
 
 def task_names(config: DataConfig) -> tuple[str, ...]:
+  """The tasks a config trains, in order (reading the source, once, for read data)."""
   if config.dataset == "related":
     return tuple(f"task_{j + 1}" for j in range(config.relatedness.num_tasks))
-  return config.tasks or driving.TASK_NAMES
+  if config.dataset == "driving":
+    return config.tasks or driving.TASK_NAMES
+  available = _read_source(config).task_names
+  unknown = [t for t in config.tasks if t not in available]
+  if unknown:
+    raise InputError(f"{config.dataset} has no task {unknown[0]!r}; its tasks are {', '.join(available)}")
+  return config.tasks or available
+
+
+def auxiliary_tasks(config: DataConfig, target: str) -> tuple[str, ...]:
+  """Tasks that can train beside `target`: for the driving scenes those not about its
+  object class (which would leak its labels), for read data every other task."""
+  if config.dataset == "driving":
+    return driving_tasks.auxiliary_tasks(target)
+  return tuple(t for t in task_names(dataclasses.replace(config, tasks=())) if t != target)
+
+
+def with_tasks(config: DataConfig, tasks: tuple[str, ...],
+               budget: tuple[tuple[str, int], ...] = ()) -> DataConfig:
+  """The config narrowed to `tasks`, keeping the label budgets of those tasks and adding `budget`."""
+  kept = tuple((task, count) for task, count in config.label_budget if task in tasks)
+  return dataclasses.replace(config, tasks=tasks, label_budget=kept + budget)
+
+
+def with_file_digest(config: DataConfig) -> DataConfig:
+  """The config with the sha1 of its csv / npz file, so that an edited file makes new runs."""
+  if read_kind(config.dataset) not in tables.READERS:
+    return config
+  path = os.path.expanduser(config.dataset.partition(":")[2])
+  digest = hashlib.sha1()
+  try:
+    with open(path, "rb") as f:
+      for block in iter(lambda: f.read(1 << 20), b""):
+        digest.update(block)
+  except OSError as e:
+    raise tables.open_error(path, e) from None
+  return dataclasses.replace(config, file_digest=digest.hexdigest()[:12])
 
 
 def _stream_seed(data_seed: int, stream: str) -> int:
@@ -101,27 +181,120 @@ def _generate(config: DataConfig, num: int, seed: int) -> tuple[np.ndarray, np.n
   return images, driving_tasks.task_labels(params, config.scenes, config.tasks)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Source:
+  task_names: tuple[str, ...]
+  splits: dict  # a subset of SPLITS -> Split, as the source has them
+
+
+def _read_source(config: DataConfig) -> _Source:
+  kind, _, ref = config.dataset.partition(":")
+  return _read_source_cached(kind, ref, config.label_columns, config.data_dir,
+                             config.scenes.image_size, config.file_digest)
+
+
+@functools.lru_cache(maxsize=2)
+def _read_source_cached(kind, ref, label_columns, data_dir, image_size, digest) -> _Source:
+  del digest  # part of the cache key only: an edited file is read again
+  if kind == "tfds":
+    from mtl_jax.data import tfds_multilabel  # imports tensorflow_datasets, which is slow
+    parts, names = tfds_multilabel.load_tfds_splits(ref, data_dir, image_size)
+    renamed = {"validation": "val"}
+    return _Source(names, {renamed.get(k, k): Split(x, y) for k, (x, y) in parts.items()
+                           if renamed.get(k, k) in SPLITS})
+  table = tables.read_table(kind, ref, label_columns)
+  if table.split is None:
+    return _Source(table.task_names, {"train": Split(table.x, table.y)})
+  return _Source(table.task_names, {name: Split(table.x[table.split == name], table.y[table.split == name])
+                                    for name in SPLITS if np.any(table.split == name)})
+
+
+def _take(split: Split, index: np.ndarray) -> Split:
+  return Split(split.x[index], split.y[index])
+
+
+def _cut_read_splits(config: DataConfig, source: _Source) -> tuple[dict, dict]:
+  """Train / val / test from the source's own splits; a missing test split is the
+  source's validation split if it has one (as TFDS sets without test labels), and any
+  split still missing is cut from train by data_seed. Then each is capped at num_*."""
+  if "train" not in source.splits:
+    raise InputError(f"{config.dataset} has no train split")
+  splits, origins = dict(source.splits), {name: name for name in source.splits}
+  if "test" not in splits and "val" in splits:
+    splits["test"], origins["test"] = splits.pop("val"), "val"
+    del origins["val"]
+  for name, frac in (("test", config.test_frac), ("val", config.val_frac)):
+    if name in splits:
+      continue
+    train = splits["train"]
+    order = np.random.default_rng(_stream_seed(config.data_seed, "cut/" + name)).permutation(len(train.y))
+    count = max(1, round(frac * len(order)))
+    if count >= len(order):
+      raise InputError(f"{config.dataset}: {len(order)} train examples are too few to set "
+                       f"aside a {name} split")
+    splits[name], splits["train"] = _take(train, np.sort(order[:count])), _take(train, np.sort(order[count:]))
+    origins[name] = f"train, {count} of its {len(order)} examples set aside by data_seed {config.data_seed}"
+    origins["train"] += f" less {name}"
+  caps = {"train": config.num_train, "val": config.num_val, "test": config.num_test}
+  for name, cap in caps.items():
+    if cap is not None and cap < len(splits[name].y):
+      order = np.random.default_rng(_stream_seed(config.data_seed, "cap/" + name)).permutation(len(splits[name].y))
+      splits[name] = _take(splits[name], np.sort(order[:cap]))
+      origins[name] += f", {cap} of them kept by data_seed {config.data_seed}"
+  return splits, {name: f"{config.dataset} {origin}" for name, origin in origins.items()}
+
+
+def _standardise(splits: dict) -> dict:
+  """Float features scaled by the train split's mean and std (per last-axis feature);
+  uint8 images are left for the model to scale."""
+  x = splits["train"].x
+  if x.dtype == np.uint8:
+    return splits
+  axes = tuple(range(x.ndim - 1))
+  mean, std = x.mean(axes), x.std(axes)
+  std = np.where(std > 0, std, 1.0)
+  return {name: Split(((s.x - mean) / std).astype(np.float32), s.y) for name, s in splits.items()}
+
+
+def _read(config: DataConfig) -> tuple[dict, dict, tuple[str, ...]]:
+  names = task_names(config)
+  source = _read_source(config)
+  columns = [source.task_names.index(t) for t in names]
+  splits, origins = _cut_read_splits(config, source)
+  splits = {name: Split(s.x, s.y[:, columns]) for name, s in splits.items()}
+  unlabelled = [t for t, count in zip(names, np.sum(splits["train"].y != missing.MISSING, axis=0))
+                if count == 0]
+  if unlabelled:
+    raise InputError(f"{config.dataset}: task {unlabelled[0]!r} has no labels in the train split "
+                     f"({len(splits['train'].y)} examples); drop it or label some")
+  return _standardise(splits), origins, names
+
+
 def load_dataset(config: DataConfig) -> MultiTaskData:
   check_data_config(config)
-  names = task_names(config)
-
-  def split(name: str, num: int, hide: bool) -> Split:
+  if read_kind(config.dataset):
+    splits, origins, names = _read(config)
+  else:
+    names = task_names(config)
     # Each split has its own seed, so a test set does not change when num_train does.
-    x, labels = _generate(config, num, _stream_seed(config.data_seed, name))
-    if hide:
-      labels = missing.hide_labels(labels, config.missing_frac,
-                                   _stream_seed(config.data_seed, name + "/missing"))
-    return Split(x, labels)
-
-  train = split("train", config.num_train, hide=True)
+    splits = {name: Split(*_generate(config, getattr(config, "num_" + name),
+                                     _stream_seed(config.data_seed, name)))
+              for name in SPLITS}
+    origins = {name: f"generated {config.dataset} (data_seed {config.data_seed}, stream {name!r})"
+               for name in SPLITS}
+  hidden = {name: Split(s.x, missing.hide_labels(s.y, config.missing_frac,
+                                                 _stream_seed(config.data_seed, name + "/missing")))
+            for name, s in splits.items() if name != "test"}
+  train = hidden["train"]
   train = Split(train.x, apply_label_budget(train.y, names, config.label_budget,
                                             _stream_seed(config.data_seed, "train/budget")))
   return MultiTaskData(
       name=config.dataset,
       task_names=names,
       train=handle_missing(train, config.label_handling),
-      val=split("val", config.num_val, hide=True),
-      test=split("test", config.num_test, hide=False),
+      val=hidden["val"],
+      test=splits["test"],
+      origins=origins,
   )
 
 
