@@ -223,12 +223,13 @@ def _cut_read_splits(config: DataConfig, source: _Source) -> tuple[dict, dict]:
   if "test" not in splits and "val" in splits:
     splits["test"], origins["test"] = splits.pop("val"), "val"
     del origins["val"]
+  available = len(splits["train"].y)
   for name, frac in (("test", config.test_frac), ("val", config.val_frac)):
     if name in splits:
       continue
     train = splits["train"]
     order = np.random.default_rng(_stream_seed(config.data_seed, "cut/" + name)).permutation(len(train.y))
-    count = max(1, round(frac * len(order)))
+    count = max(1, round(frac * available))  # a share of the whole, not of what is left
     if count >= len(order):
       raise InputError(f"{config.dataset}: {len(order)} train examples are too few to set "
                        f"aside a {name} split")

@@ -1,8 +1,9 @@
 """A user's own data: a CSV table or an NPZ file of features and yes/no labels.
 
-CSV: a header row, then one row per example. Label columns are those named by
-`label_columns`, or else every column whose header starts with `label:` (the task is
-the rest of the name). A label cell is 1 or 0, or missing as `?`, empty or NaN. An
+CSV: a header row, then one row per example. Every column whose header starts with
+`label:` is a label column (the task is the rest of the name), as is every column
+named in `label_columns`, which also picks the tasks to train and their order (with or
+without the prefix); by default they are all the `label:` columns. A label cell is 1 or 0, or missing as `?`, empty or NaN. An
 optional column `split` (train / val / test) gives the dataset's own split. Every
 other column is a numeric feature.
 
@@ -51,7 +52,7 @@ def _split_values(path: str, values: Sequence[str], where: str) -> np.ndarray:
   for i, value in enumerate(values):
     name = SPLIT_NAMES.get(str(value).strip().lower())
     if name is None:
-      raise InputError(f"{path}: {where(i)} has split {value!r}; use train, val or test")
+      raise InputError(f"{path}: {where(i)} has split {str(value)!r}; use train, val or test")
     out.append(name)
   return np.asarray(out)
 
@@ -69,7 +70,7 @@ def _parse_labels(path: str, cells_NxT: np.ndarray, names: Sequence[str]) -> np.
   if unknown.size:
     row, col = unknown[0]
     raise InputError(f"{path}: line {row + 2}, label column {names[col]!r}: "
-                     f"{cells_NxT[row, col]!r} is not 1, 0 or missing (?, empty, NaN)")
+                     f"{str(cells_NxT[row, col])!r} is not 1, 0 or missing (?, empty, NaN)")
   return np.where(yes, 1, np.where(no, 0, MISSING)).astype(np.int8)
 
 
@@ -81,24 +82,31 @@ def _parse_features(path: str, cells_NxD: np.ndarray, names: Sequence[str]) -> n
       try:
         float(cell)
       except ValueError:
-        raise InputError(f"{path}: line {row + 2}, feature column {names[col]!r}: {cell!r} is "
+        raise InputError(f"{path}: line {row + 2}, feature column {names[col]!r}: {str(cell)!r} is "
                          f"not a number (list label columns with --label_columns)") from None
     raise
   _check_finite(path, x, lambda rc: f"line {rc[0] + 2}, feature column {names[rc[1]]!r}")
   return x.astype(np.float32)
 
 
-def _label_columns(path: str, header: list[str], label_columns: Sequence[str]) -> list[int]:
-  if label_columns:
-    unknown = [c for c in label_columns if c not in header]
-    if unknown:
-      raise InputError(f"{path}: no label column {unknown[0]!r}; the columns are {', '.join(header)}")
-    return [header.index(c) for c in label_columns]
-  columns = [i for i, name in enumerate(header) if name.startswith(LABEL_PREFIX)]
-  if not columns:
-    raise InputError(f"{path}: no label columns; name them with --label_columns, or start "
-                     f"their headers with {LABEL_PREFIX!r}")
-  return columns
+def _label_columns(path: str, header: list[str], label_columns: Sequence[str]
+                   ) -> tuple[list[int], list[int]]:
+  """(the columns to train on, in order; every label column, none of them a feature)."""
+  prefixed = [i for i, name in enumerate(header) if name.startswith(LABEL_PREFIX)]
+  if not label_columns:
+    if not prefixed:
+      raise InputError(f"{path}: no label columns; name them with --label_columns, or start "
+                       f"their headers with {LABEL_PREFIX!r}")
+    return prefixed, prefixed
+  chosen = []
+  for name in label_columns:
+    for candidate in (name, LABEL_PREFIX + name):
+      if candidate in header:
+        chosen.append(header.index(candidate))
+        break
+    else:
+      raise InputError(f"{path}: no label column {name!r}; the columns are {', '.join(header)}")
+  return chosen, sorted(set(chosen) | set(prefixed))
 
 
 def read_csv(path: str, label_columns: Sequence[str] = ()) -> Table:
@@ -119,9 +127,9 @@ def read_csv(path: str, label_columns: Sequence[str] = ()) -> Table:
   if len(set(header)) < len(header):
     raise InputError(f"{path}: the header repeats a column name")
   cells = np.asarray(rows[1:], dtype=str)
-  label_idx = _label_columns(path, header, label_columns)
+  label_idx, not_features = _label_columns(path, header, label_columns)
   split_idx = [header.index(SPLIT_COLUMN)] if SPLIT_COLUMN in header else []
-  feature_idx = [i for i in range(len(header)) if i not in label_idx + split_idx]
+  feature_idx = [i for i in range(len(header)) if i not in not_features + split_idx]
   if not feature_idx:
     raise InputError(f"{path}: no feature columns, only labels")
   names = [header[i].removeprefix(LABEL_PREFIX) for i in label_idx]
@@ -147,6 +155,14 @@ def _npz_labels(path: str, y: np.ndarray) -> np.ndarray:
 
 
 def read_npz(path: str, label_columns: Sequence[str] = ()) -> Table:
+  try:
+    is_zip = zipfile.is_zipfile(path)
+    with open(path, "rb"):
+      pass
+  except OSError as e:
+    raise open_error(path, e) from None
+  if not is_zip:  # np.load would try it as a pickle
+    raise InputError(f"cannot read {path}: not an NPZ file (write one with numpy.savez)")
   try:
     with np.load(path, allow_pickle=False) as npz:
       arrays = {name: npz[name] for name in npz.files}
