@@ -18,6 +18,7 @@ from mtl_jax.data.datasets import (DATASETS, DataConfig, MultiTaskData, load_dat
 from mtl_jax.errors import InputError
 from mtl_jax.models import ENCODERS, EncoderSpec
 from mtl_jax.data.driving import SceneConfig
+from mtl_jax.sweep import SweepInterrupted
 from mtl_jax.train import EPOCH_SELECTION, OPTIMIZERS, TrainConfig
 
 DATASET = flags.DEFINE_string(
@@ -36,7 +37,8 @@ VAL_FRAC = flags.DEFINE_float(
     "val_frac", 0.15, "Read data without its own validation split: the share of train set aside for it.")
 TEST_FRAC = flags.DEFINE_float(
     "test_frac", 0.15, "Read data without its own test split: the share of train set aside for it.")
-ENCODER = flags.DEFINE_enum("encoder", "cnn", ENCODERS, "Shared encoder architecture.")
+ENCODER = flags.DEFINE_enum("encoder", "cnn", ENCODERS, "Shared encoder architecture "
+                            "(mlp unless set for --dataset=csv:..., whose rows are vectors).")
 WIDTH = flags.DEFINE_integer(
     "width", 32, "Encoder width: hidden units per layer (mlp) or channels (cnn).", lower_bound=1)
 DEPTH = flags.DEFINE_integer(
@@ -113,7 +115,9 @@ def generated_train_size() -> int | None:
 
 
 def encoder_spec() -> EncoderSpec:
-  return EncoderSpec(ENCODER.value, WIDTH.value, DEPTH.value)
+  """A CSV holds feature vectors, not images: its encoder is the MLP unless chosen."""
+  csv_default = read_kind(DATASET.value) == "csv" and not _chosen(ENCODER)
+  return EncoderSpec("mlp" if csv_default else ENCODER.value, WIDTH.value, DEPTH.value)
 
 
 def train_config() -> TrainConfig:
@@ -189,6 +193,12 @@ def run(main: Callable[[list[str]], None]) -> None:
       main(argv)
     except InputError as e:
       fail(str(e))
+    except SweepInterrupted as e:
+      print(e, file=sys.stderr)
+      sys.exit(130)  # the shell's code for a process ended by Ctrl-C
+    except KeyboardInterrupt:
+      print("interrupted before any run finished; nothing was saved", file=sys.stderr)
+      sys.exit(130)
   # Keeps JAX's start-up chatter about absent accelerator plugins off the console.
   logging.set_verbosity(logging.WARNING)
   app.run(guarded, flags_parser=_parse_flags)

@@ -24,11 +24,21 @@ def config_hash(config: dict) -> str:
   return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
+def _ends_mid_line(f) -> bool:
+  size = f.seek(0, os.SEEK_END)
+  if size == 0:
+    return False
+  f.seek(size - 1)
+  return f.read(1) != b"\n"
+
+
 def append_result(path: str, record: dict) -> None:
   """Appends one line and flushes it to disk, so a killed sweep keeps finished runs."""
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  with open(path, "a") as f:
-    f.write(json.dumps(record, sort_keys=True) + "\n")
+  with open(path, "a+b") as f:
+    # A line torn by a kill mid-write must not swallow this record: start a fresh line.
+    torn = _ends_mid_line(f)
+    f.write((("\n" if torn else "") + json.dumps(record, sort_keys=True) + "\n").encode())
     f.flush()
     os.fsync(f.fileno())
 

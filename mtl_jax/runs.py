@@ -2,6 +2,7 @@
 turned into result records, one per seed, each carrying its full config."""
 import dataclasses
 import math
+import time
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -9,6 +10,7 @@ import numpy as np
 from mtl_jax import metrics
 from mtl_jax.data.datasets import DataConfig, MultiTaskData, load_dataset
 from mtl_jax.models import EncoderSpec, make_model, param_count
+from mtl_jax.provenance import provenance
 from mtl_jax.results import SPLITS, config_hash
 from mtl_jax.train import TrainConfig, predict, train
 
@@ -76,6 +78,7 @@ def run_arm(configs: Sequence[RunConfig], data: MultiTaskData,
   """Trains `configs` (identical but for their seeds) as one vmapped program; a
   transfer arm first pretrains its encoder, all seeds together too.
   log(epoch, loss_S[, phase]) reports each epoch."""
+  start = time.perf_counter()
   first = configs[0]
   assert all(dataclasses.replace(c, seed=first.seed) == first for c in configs)
   seeds = [c.seed for c in configs]
@@ -86,6 +89,7 @@ def run_arm(configs: Sequence[RunConfig], data: MultiTaskData,
                  validation=(data.val.x, data.val.y))
   logits = {split: predict(model, result.params, getattr(data, split).x) for split in EVAL_SPLITS}
   params_per_seed = param_count(result.params) // len(seeds)
+  wall_seconds = time.perf_counter() - start
   records = []
   for s, config in enumerate(configs):
     records.append({
@@ -105,6 +109,9 @@ def run_arm(configs: Sequence[RunConfig], data: MultiTaskData,
         "train_seconds_all_seeds": round(result.seconds, 3),
         "pretrain_seconds_all_seeds": round(pretrain_seconds, 3),
         "compile_seconds": round(result.compile_seconds, 3),
+        # The whole group (pretraining, compiling, training, scoring), all seeds together.
+        "wall_seconds_all_seeds": round(wall_seconds, 3),
+        "provenance": provenance(),
         "final_train_loss": float(result.loss_ExS[-1, s]),
         "metrics": {split: _split_metrics(logits[split][s], getattr(data, split).y)
                     for split in EVAL_SPLITS},

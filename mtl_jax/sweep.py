@@ -13,6 +13,10 @@ from mtl_jax.results import append_result, read_results
 from mtl_jax.runs import RunConfig, run_arm
 
 
+class SweepInterrupted(Exception):
+  """Ctrl-C during a sweep; the message says how many runs are saved and how to resume."""
+
+
 def describe(config: RunConfig) -> str:
   """One line saying what sets this group apart, for progress output."""
   e, d = config.encoder, config.data
@@ -44,6 +48,17 @@ def run_pending(groups: Sequence[Sequence[RunConfig]],
     raise InputError(f"{missing} of the {total} runs these flags ask for are not in {results_path}; "
                      "run without --plot_only first")
   load_data = functools.lru_cache(maxsize=1)(load_data)
+  try:
+    _train_groups(groups, load_data, results_path, done, train_missing)
+  except KeyboardInterrupt:
+    saved = sum(c.hash in done for group in groups for c in group)
+    total = sum(len(group) for group in groups)
+    raise SweepInterrupted(f"interrupted: {saved} of the {total} runs are saved in {results_path}; "
+                           "run the same command again to resume") from None
+  return done
+
+
+def _train_groups(groups, load_data, results_path: str, done: dict, train_missing: bool) -> None:
   for i, group in enumerate(groups, 1):
     name = f"[{i}/{len(groups)}] {describe(group[0])}"
     todo = [c for c in group if c.hash not in done]
@@ -67,4 +82,3 @@ def run_pending(groups: Sequence[Sequence[RunConfig]],
     print(f"  {name}: {r['param_count']:,} parameters per seed, "
           f"{r['train_steps'] / r['train_seconds_all_seeds']:.1f} steps/s for all seeds together",
           flush=True)
-  return done

@@ -216,3 +216,15 @@ def test_random_corrupted_tables_give_the_clear_error(tmp_path, table, kind, whe
   lines[row + 1] = ",".join(parts)
   with pytest.raises(InputError, match=expected):
     tables.read_csv(write(tmp_path / "c.csv", "\n".join(lines) + "\n"))
+
+
+def test_budget_masking_keeps_every_row_and_exactly_the_requested_labels(tmp_path):
+  path, _, _ = _table_csv(tmp_path)
+  full = load_dataset(_csv_config(path))
+  budgeted = load_dataset(_csv_config(path, label_budget=(("t2", 9),)))
+  np.testing.assert_array_equal(budgeted.train.x, full.train.x)
+  assert np.sum(budgeted.train.y[:, 1] != -1) == 9
+  kept = budgeted.train.y[:, 1] != -1
+  np.testing.assert_array_equal(budgeted.train.y[kept, 1], full.train.y[kept, 1])
+  np.testing.assert_array_equal(budgeted.train.y[:, 0], full.train.y[:, 0])
+  np.testing.assert_array_equal(budgeted.test.y, full.test.y)

@@ -13,6 +13,8 @@ Each split is ``render_scenes(num, seed=SPLIT_SEEDS[split], SceneConfig(image_si
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import tensorflow_datasets as tfds
 
@@ -87,7 +89,7 @@ class DrivingScenes(tfds.core.GeneratorBasedBuilder):
 def prepare(data_dir: str, num_train: int = 8000, num_test: int = 2000, image_size: int = 32
             ) -> DrivingScenes:
   """Builds (if needed) the array_record dataset under data_dir; returns the builder."""
-  builder = DrivingScenes(data_dir=data_dir,
+  builder = DrivingScenes(data_dir=os.path.expanduser(data_dir),
                           config=make_config(num_train, num_test, image_size),
                           file_format="array_record")
   builder.download_and_prepare(
