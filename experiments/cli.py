@@ -4,7 +4,9 @@ Defined once here so that launch.py can import every experiment without two modu
 defining the same flag.
 """
 import contextlib
+import difflib
 import os
+import re
 import sys
 import time
 from typing import Callable
@@ -18,7 +20,10 @@ from mtl_jax.data.datasets import (DATASETS, DataConfig, MultiTaskData, load_dat
 from mtl_jax.errors import InputError
 from mtl_jax.models import ENCODERS, EncoderSpec
 from mtl_jax.data.driving import SceneConfig
-from mtl_jax.sweep import SweepInterrupted
+from mtl_jax.checkpoints import CheckpointSettings
+from mtl_jax.results import RESULTS_FILE
+from mtl_jax.runs import RunConfig
+from mtl_jax.sweep import SweepInterrupted, run_pending
 from mtl_jax.train import EPOCH_SELECTION, OPTIMIZERS, TrainConfig
 
 DATASET = flags.DEFINE_string(
@@ -68,6 +73,13 @@ SELECT_EPOCH = flags.DEFINE_enum(
 DATA_SEED = flags.DEFINE_integer("data_seed", 0, "Seed of the generated dataset and its missing-label mask.")
 OUT_DIR = flags.DEFINE_string(
     "out_dir", None, "Where results.jsonl, summary.csv and the plot go (default: runs/EXPERIMENT).")
+CHECKPOINT_EVERY = flags.DEFINE_integer(
+    "checkpoint_every", 0, "Save each group's training with orbax every this many epochs, in "
+    "OUT_DIR/checkpoints (0: never), so that --resume can continue a preempted long run.",
+    lower_bound=0)
+RESUME = flags.DEFINE_bool(
+    "resume", False, "Continue a group's training from its latest checkpoint in OUT_DIR/"
+    "checkpoints (finished runs are always reused from results.jsonl).")
 PLOT_ONLY = flags.DEFINE_bool(
     "plot_only", False, "Train nothing: redraw the summary and plot from the runs of these "
     "flags already in --out_dir/results.jsonl.")
@@ -135,6 +147,16 @@ def out_dir(experiment: str) -> str:
   return path
 
 
+def train_pending(groups: list[list[RunConfig]], out: str) -> tuple[str, dict[str, dict]]:
+  """sweep.run_pending on OUT_DIR/results.jsonl with the data, plotting and checkpoint
+  flags; returns the results path and every record by hash."""
+  results_path = os.path.join(out, RESULTS_FILE)
+  checkpointing = CheckpointSettings(os.path.join(out, "checkpoints"), CHECKPOINT_EVERY.value,
+                                     RESUME.value) if CHECKPOINT_EVERY.value or RESUME.value else None
+  return results_path, run_pending(groups, load_data_logged, results_path,
+                                   train_missing=not PLOT_ONLY.value, checkpointing=checkpointing)
+
+
 def load_data_logged(config: DataConfig) -> MultiTaskData:
   """load_dataset, saying what it generated and how long it took."""
   start = time.perf_counter()
@@ -177,11 +199,21 @@ def fail(message: str) -> None:
   sys.exit(2)
 
 
+def _close_value(error: flags.Error) -> str:
+  """' Did you mean: X?' for a misspelt value of an enum flag (absl already suggests
+  close flag names, but not close values)."""
+  match = re.match(r"flag --(\w+)=(.*): value should be one of", str(error))
+  flag = match and flags.FLAGS[match.group(1)]
+  choices = getattr(getattr(flag, "parser", None), "enum_values", None)
+  close = choices and difflib.get_close_matches(match.group(2), choices, n=1)
+  return f" Did you mean: {close[0]}?" if close else ""
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
-    fail(str(e))
+    fail(str(e) + _close_value(e))
 
 
 def run(main: Callable[[list[str]], None]) -> None:

@@ -20,7 +20,6 @@ so they share features with the target but carry no information about its labels
 k = 0 is the target-only network. A second sweep varies the target's label count
 (--target_budgets) at the largest k, against the target-only network.
 """
-import os
 import time
 
 from absl import flags
@@ -29,9 +28,8 @@ from experiments import cli
 from mtl_jax.data.datasets import auxiliary_tasks, check_data_config, task_names, with_tasks
 from mtl_jax.errors import InputError
 from mtl_jax.plots import plot_data_amount
-from mtl_jax.results import RESULTS_FILE, summarize_arms, write_summary_and_plots
+from mtl_jax.results import format_cell, summarize_arms, write_summary_and_plots
 from mtl_jax.runs import RunConfig
-from mtl_jax.sweep import run_pending
 
 flags.adopt_module_key_flags(cli)
 
@@ -112,10 +110,8 @@ def main(argv):
   target = TARGET_TASK.value
   print(f"{NAME}: target {target}, {len(groups)} groups (k auxiliary tasks x target labels) of "
         f"{cli.SEEDS.value} seeds", flush=True)
-  results_path = os.path.join(out, RESULTS_FILE)
   # Groups that differ only in their sweep name are the same runs: trained once.
-  done = run_pending(list(groups.values()), cli.load_data_logged, results_path,
-                     train_missing=not cli.PLOT_ONLY.value)
+  results_path, done = cli.train_pending(list(groups.values()), out)
 
   rows = []
   for (sweep, k, budget), group in groups.items():
@@ -132,7 +128,7 @@ def main(argv):
 
   cell = {(r["sweep"], r["num_aux"], r["target_budget"]): r for r in rows
           if r["split"] == "test" and r["metric"] == "auc"}
-  fmt = lambda r: f"{r['mean']:.3f} ± {r['ci95']:.3f}"
+  fmt = format_cell
   print(f"\nTest ROC-AUC of {target}, mean ± 95% CI over {cli.SEEDS.value} seeds, "
         f"with {TARGET_BUDGET.value} of its labels:")
   for (sweep, k, budget), r in cell.items():

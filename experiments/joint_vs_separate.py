@@ -9,7 +9,6 @@ Finds: see the README; the table printed at the end gives mean and 95% CI per ta
 Writes: OUT_DIR/results.jsonl (one line per arm and seed, with its full config),
       OUT_DIR/summary.csv and OUT_DIR/joint_vs_separate.png (and .svg).
 """
-import os
 import time
 
 from absl import flags
@@ -17,9 +16,8 @@ from absl import flags
 from experiments import cli
 from mtl_jax.data.datasets import check_data_config
 from mtl_jax.plots import plot_joint_vs_separate
-from mtl_jax.results import DIFF_ARM, RESULTS_FILE, summarize_arms, write_summary_and_plots
+from mtl_jax.results import DIFF_ARM, format_cell, summarize_arms, write_summary_and_plots
 from mtl_jax.runs import ARMS, RunConfig
-from mtl_jax.sweep import run_pending
 
 flags.adopt_module_key_flags(cli)
 
@@ -36,7 +34,7 @@ def run_configs() -> dict[str, list[RunConfig]]:
 def format_table(rows: list[dict], split: str = "test") -> str:
   cell = {(r["metric"], r["task"], r["arm"]): r for r in rows if r["split"] == split}
   tasks = list(dict.fromkeys(r["task"] for r in rows))
-  fmt = lambda r: f"{r['mean']:.3f} ± {r['ci95']:.3f}" if r["n"] > 1 else f"{r['mean']:.3f}"
+  fmt = format_cell
   header = (f"{'task':<14} {'AUC joint':>15} {'AUC separate':>15} {'AUC joint-sep':>15}"
             f" {'AP joint':>15} {'AP separate':>15}")
   lines = [header, "-" * len(header)]
@@ -54,9 +52,7 @@ def main(argv):
   first = configs["joint"][0]
   start = time.perf_counter()
   print(f"{NAME}: joint vs separate {first.encoder.kind} networks, {len(configs['joint'])} seeds", flush=True)
-  results_path = os.path.join(out, RESULTS_FILE)
-  done = run_pending(list(configs.values()), cli.load_data_logged, results_path,
-                     train_missing=not cli.PLOT_ONLY.value)
+  results_path, done = cli.train_pending(list(configs.values()), out)
 
   records_by_arm = {arm: [done[c.hash] for c in arm_configs] for arm, arm_configs in configs.items()}
   rows = summarize_arms(records_by_arm, records_by_arm["joint"][0]["task_names"])

@@ -16,7 +16,6 @@ for all three. When dropping leaves fewer examples than a batch, the batch shrin
 what is left; when it leaves none, that point has no result and the table says so.
 """
 import dataclasses
-import os
 import time
 
 import numpy as np
@@ -26,9 +25,8 @@ from experiments import cli
 from mtl_jax.data.datasets import LABEL_HANDLING, check_data_config, load_dataset
 from mtl_jax.errors import InputError
 from mtl_jax.plots import plot_missing_labels
-from mtl_jax.results import RESULTS_FILE, summarize_arms, write_summary_and_plots
+from mtl_jax.results import format_cell, summarize_arms, write_summary_and_plots
 from mtl_jax.runs import RunConfig
-from mtl_jax.sweep import run_pending
 
 flags.adopt_module_key_flags(cli)
 
@@ -81,9 +79,7 @@ def main(argv):
   start = time.perf_counter()
   print(f"{NAME}: {len(groups)} groups (missing fraction x handling) of {cli.SEEDS.value} seeds",
         flush=True)
-  results_path = os.path.join(out, RESULTS_FILE)
-  done = run_pending(list(groups.values()), cli.load_data_logged, results_path,
-                     train_missing=not cli.PLOT_ONLY.value)
+  results_path, done = cli.train_pending(list(groups.values()), out)
 
   rows = []
   for (frac, handling), group in groups.items():
@@ -110,7 +106,7 @@ def main(argv):
     for handling in LABEL_HANDLING:
       r = cell[frac, handling]
       cells.append(f"{'none left':>24}" if r["n"] == 0 else
-                   f"{r['mean']:.3f} ± {r['ci95']:.3f} [{r['train_labels']:>6}]".rjust(24))
+                   f"{format_cell(r)} [{r['train_labels']:>6}]".rjust(24))
     print(f"{frac:>8.2f} " + " ".join(cells))
   print(f"\nwrote {results_path}, {', '.join(written)} ({time.perf_counter() - start:.0f}s)")
 

@@ -11,7 +11,6 @@ Finds: the claim holds for the CNN at equal width: joint - separate mean test AU
       width on these images, so it shows no difference either way.
 Writes: OUT_DIR/results.jsonl, OUT_DIR/summary.csv, OUT_DIR/network_size.{png,svg}.
 """
-import os
 import time
 
 from absl import flags
@@ -21,9 +20,8 @@ from mtl_jax.data.datasets import check_data_config
 from mtl_jax.errors import InputError
 from mtl_jax.models import ENCODERS, EncoderSpec
 from mtl_jax.plots import plot_network_size
-from mtl_jax.results import RESULTS_FILE, summarize_arms, write_summary_and_plots
+from mtl_jax.results import format_cell, summarize_arms, write_summary_and_plots
 from mtl_jax.runs import ARMS, RunConfig
-from mtl_jax.sweep import run_pending
 
 flags.adopt_module_key_flags(cli)
 
@@ -65,9 +63,7 @@ def main(argv):
   start = time.perf_counter()
   first = next(iter(groups.values()))[0]
   print(f"{NAME}: {len(groups)} groups (encoder x width x arm) of {cli.SEEDS.value} seeds", flush=True)
-  results_path = os.path.join(out, RESULTS_FILE)
-  done = run_pending(list(groups.values()), cli.load_data_logged, results_path,
-                     train_missing=not cli.PLOT_ONLY.value)
+  results_path, done = cli.train_pending(list(groups.values()), out)
 
   rows = []
   points = sorted({(encoder, width) for encoder, width, _ in groups})
@@ -86,7 +82,7 @@ def main(argv):
           if r["split"] == "test" and r["metric"] == "auc" and r["task"] == "mean"}
   print(f"{'encoder':<8} {'width':>6} {'params joint':>13} {'params sep':>11} {'joint':>15} "
         f"{'separate':>15} {'joint-sep':>15}")
-  fmt = lambda r: f"{r['mean']:.3f} ± {r['ci95']:.3f}"
+  fmt = format_cell
   for encoder, width in points:
     j, s, d = (cell[encoder, width, arm] for arm in (*ARMS, "joint_minus_separate"))
     print(f"{encoder:<8} {width:>6} {j['params_joint']:>13,} {j['params_separate']:>11,} "

@@ -16,7 +16,6 @@ own private block, in between a mix with share rho of the variance from the shar
 features. Joint and separate networks see the same data, seeds and epochs at each rho.
 """
 import dataclasses
-import os
 import time
 
 from absl import flags
@@ -26,9 +25,8 @@ from mtl_jax.data.datasets import check_data_config
 from mtl_jax.data.related import RelatedConfig
 from mtl_jax.errors import InputError
 from mtl_jax.plots import plot_relatedness
-from mtl_jax.results import DIFF_ARM, RESULTS_FILE, summarize_arms, write_summary_and_plots
+from mtl_jax.results import DIFF_ARM, format_cell, summarize_arms, write_summary_and_plots
 from mtl_jax.runs import ARMS, RunConfig
-from mtl_jax.sweep import run_pending
 
 flags.adopt_module_key_flags(cli)
 
@@ -81,9 +79,7 @@ def _main(argv):
   out = cli.out_dir(NAME)
   start = time.perf_counter()
   print(f"{NAME}: {len(groups)} groups (rho x arm) of {cli.SEEDS.value} seeds", flush=True)
-  results_path = os.path.join(out, RESULTS_FILE)
-  done = run_pending(list(groups.values()), cli.load_data_logged, results_path,
-                     train_missing=not cli.PLOT_ONLY.value)
+  results_path, done = cli.train_pending(list(groups.values()), out)
 
   rows = []
   for rho in rhos():
@@ -98,7 +94,7 @@ def _main(argv):
 
   cell = {(r["rho"], r["arm"]): r for r in rows
           if r["split"] == "test" and r["metric"] == "auc" and r["task"] == "mean"}
-  fmt = lambda r: f"{r['mean']:.3f} ± {r['ci95']:.3f}"
+  fmt = format_cell
   print(f"\nTest ROC-AUC, mean over tasks, mean ± 95% CI over {cli.SEEDS.value} seeds:")
   print(f"{'rho':>5} {'joint':>15} {'separate':>15} {'joint-sep':>15}")
   for rho in rhos():

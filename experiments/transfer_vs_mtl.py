@@ -21,7 +21,6 @@ other labels are hidden by the missing-label mask), seeds and epochs:
 Pretraining uses the same images, encoder, seed and training settings; it runs once
 per seed group and is shared by the two transfer arms.
 """
-import os
 import time
 
 from absl import flags
@@ -30,9 +29,8 @@ from experiments import cli
 from mtl_jax.data.datasets import check_data_config, with_tasks
 from mtl_jax.errors import InputError
 from mtl_jax.plots import plot_transfer_vs_mtl
-from mtl_jax.results import RESULTS_FILE, summarize_arms, write_summary_and_plots
+from mtl_jax.results import format_cell, summarize_arms, write_summary_and_plots
 from mtl_jax.runs import TRANSFER_ARMS, RunConfig
-from mtl_jax.sweep import run_pending
 
 flags.adopt_module_key_flags(cli)
 
@@ -89,9 +87,7 @@ def main(argv):
   a, b = TASK_A.value, TASK_B.value
   print(f"{NAME}: A = {a} (all labels), B = {b}; {len(groups)} groups (approach x B labels) "
         f"of {cli.SEEDS.value} seeds", flush=True)
-  results_path = os.path.join(out, RESULTS_FILE)
-  done = run_pending(list(groups.values()), cli.load_data_logged, results_path,
-                     train_missing=not cli.PLOT_ONLY.value)
+  results_path, done = cli.train_pending(list(groups.values()), out)
 
   rows = []
   for (approach, budget), group in groups.items():
@@ -110,7 +106,7 @@ def main(argv):
   print(f"{'B labels':>8} " + " ".join(f"{approach:>17}" for approach in APPROACHES))
   for budget in b_budgets():
     print(f"{budget:>8} " + " ".join(
-        f"{cell[approach, budget]['mean']:.3f} ± {cell[approach, budget]['ci95']:.3f}".rjust(17)
+        format_cell(cell[approach, budget]).rjust(17)
         for approach in APPROACHES))
   print(f"\nwrote {results_path}, {', '.join(written)} ({time.perf_counter() - start:.0f}s)")
 

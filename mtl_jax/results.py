@@ -86,7 +86,19 @@ def write_atomically(path: str, write: Callable[[str], None]) -> None:
   os.replace(tmp, path)
 
 
+def diverged(record: dict) -> bool:
+  return record.get("status") == "diverged"
+
+
+def format_cell(row: dict) -> str:
+  """'mean ± ci' of a summary row, saying how many seeds diverged and were left out."""
+  text = f"{row['mean']:.3f} ± {row['ci95']:.3f}" if row["n"] > 1 else f"{row['mean']:.3f}"
+  return text + (f" ({row['diverged']} div.)" if row.get("diverged") else "")
+
+
 def _metric(record: dict, split: str, metric: str, task_index: Optional[int]) -> float:
+  if diverged(record):
+    return np.nan
   m = record["metrics"][split][metric]
   value = m["mean"] if task_index is None else m["per_task"][task_index]
   return np.nan if value is None else value
@@ -97,7 +109,9 @@ def summarize_arms(records_by_arm: dict[str, list[dict]], task_names: Sequence[s
   """Rows of mean and 95% CI over seeds per split, metric, task ('mean' = the mean over
   tasks) and arm. With both a joint and a separate arm, also the paired per-seed
   difference joint - separate (records are in seed order, and the same seed means the
-  same data order). `keys` (e.g. the width of a sweep point) lead every row."""
+  same data order). `keys` (e.g. the width of a sweep point) lead every row. Diverged
+  runs are left out; `diverged` counts them (for the difference, the seeds where either
+  arm diverged)."""
   rows = []
   tasks = list(enumerate(task_names)) + [(None, "mean")]
   for split in SPLITS:
@@ -105,13 +119,36 @@ def summarize_arms(records_by_arm: dict[str, list[dict]], task_names: Sequence[s
       for index, task in tasks:
         values = {arm: np.array([_metric(r, split, metric, index) for r in records])
                   for arm, records in records_by_arm.items()}
+        failed = {arm: np.array([diverged(r) for r in records]) for arm, records in records_by_arm.items()}
         if {"joint", "separate"} <= values.keys():
           values[DIFF_ARM] = values["joint"] - values["separate"]
+          failed[DIFF_ARM] = failed["joint"] | failed["separate"]
         for arm, v in values.items():
           mean, ci, n = mean_ci95(v)
           rows.append(dict(**(keys or {}), split=split, metric=metric, task=task, arm=arm,
-                           mean=round(mean, 5), ci95=round(ci, 5), n=n))
+                           mean=round(mean, 5), ci95=round(ci, 5), n=n,
+                           diverged=int(failed[arm].sum())))
   return rows
+
+
+_STATISTICS = ("split", "metric", "task", "mean", "ci95", "n", "diverged")
+
+
+def _diverged_note(rows: list[dict]) -> str:
+  """'N diverged runs left out (arm: n, ...)', or '' when none diverged. Every row of
+  one group of seeds (its sweep keys and arm) carries the same count."""
+  per_group = {}
+  for row in rows:
+    if row["arm"] != DIFF_ARM:
+      group = tuple((k, v) for k, v in row.items() if k not in _STATISTICS)
+      per_group[group] = row["diverged"]
+  per_arm = {}
+  for group, count in per_group.items():
+    arm = dict(group)["arm"]
+    per_arm[arm] = per_arm.get(arm, 0) + count
+  total = sum(per_arm.values())
+  return (f"{total} diverged run{'s' * (total > 1)} left out ("
+          + ", ".join(f"{arm} {n}" for arm, n in per_arm.items() if n) + ")") if total else ""
 
 
 def write_summary_and_plots(out_dir: str, name: str, rows: list[dict], title: str,
@@ -121,6 +158,8 @@ def write_summary_and_plots(out_dir: str, name: str, rows: list[dict], title: st
   every file written atomically. Returns the paths written."""
   summary_path = os.path.join(out_dir, SUMMARY_FILE)
   write_atomically(summary_path, lambda p: write_csv(p, rows))
+  note = _diverged_note(rows)
+  title += f" | {note}" if note else ""
   plot_paths = [os.path.join(out_dir, f"{name}.{ext}") for ext in formats]
   for path in plot_paths:
     write_atomically(path, lambda p: draw(summary_path, p, title))

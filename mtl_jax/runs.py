@@ -8,6 +8,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from mtl_jax import metrics
+from mtl_jax.checkpoints import EpochCheckpoints
 from mtl_jax.data.datasets import DataConfig, MultiTaskData, load_dataset
 from mtl_jax.models import EncoderSpec, make_model, param_count
 from mtl_jax.provenance import provenance
@@ -74,7 +75,8 @@ def _pretrained_encoder(config: RunConfig, seeds: list[int], log) -> tuple[dict,
 
 
 def run_arm(configs: Sequence[RunConfig], data: MultiTaskData,
-            log: Optional[Callable[..., None]] = None) -> list[dict]:
+            log: Optional[Callable[..., None]] = None,
+            checkpoints: Optional[EpochCheckpoints] = None) -> list[dict]:
   """Trains `configs` (identical but for their seeds) as one vmapped program; a
   transfer arm first pretrains its encoder, all seeds together too.
   log(epoch, loss_S[, phase]) reports each epoch."""
@@ -86,7 +88,7 @@ def run_arm(configs: Sequence[RunConfig], data: MultiTaskData,
   encoder, pretrain_seconds = _pretrained_encoder(first, seeds, log) if first.pretrain else (None, 0.0)
   result = train(model, data.train.x, data.train.y, seeds, first.train, log,
                  pretrained_encoder=encoder, freeze_encoder=first.arm == "transfer_frozen",
-                 validation=(data.val.x, data.val.y))
+                 validation=(data.val.x, data.val.y), checkpoints=checkpoints)
   logits = {split: predict(model, result.params, getattr(data, split).x) for split in EVAL_SPLITS}
   params_per_seed = param_count(result.params) // len(seeds)
   wall_seconds = time.perf_counter() - start
@@ -101,7 +103,8 @@ def run_arm(configs: Sequence[RunConfig], data: MultiTaskData,
         "splits": data.origins,
         # An int, or one per task for separate networks (each keeps its own best epoch).
         "selected_epoch": result.selected_epoch_S[s].tolist(),
-        "val_loss_per_epoch": result.val_loss_ExS[:, s].tolist(),
+        "val_loss_per_epoch": np.vectorize(_json_number, otypes=[object])(
+            result.val_loss_ExS[:, s]).tolist(),
         "param_count": params_per_seed,
         "train_examples": int(len(data.train.y)),
         "train_labels": int(np.sum(data.train.y != -1)),
@@ -112,7 +115,10 @@ def run_arm(configs: Sequence[RunConfig], data: MultiTaskData,
         # The whole group (pretraining, compiling, training, scoring), all seeds together.
         "wall_seconds_all_seeds": round(wall_seconds, 3),
         "provenance": provenance(),
-        "final_train_loss": float(result.loss_ExS[-1, s]),
+        "final_train_loss": _json_number(result.loss_ExS[-1, s]),
+        # A diverged run (training loss NaN, inf or exploded) is kept on file but left out of means.
+        "status": "diverged" if result.diverged_step_S[s] else "ok",
+        "diverged_at_step": int(result.diverged_step_S[s]) or None,
         "metrics": {split: _split_metrics(logits[split][s], getattr(data, split).y)
                     for split in EVAL_SPLITS},
     })

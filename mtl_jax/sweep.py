@@ -1,15 +1,18 @@
 """A grid of runs against results.jsonl: runs already recorded there (matched by the
 hash of their config) are reused; the rest are trained, seeds of a group together, and
 appended as soon as their group finishes, so a killed sweep resumes where it stopped."""
+import dataclasses
 import functools
+import os
 import time
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
 from mtl_jax.data.datasets import GENERATED, DataConfig, MultiTaskData
 from mtl_jax.errors import InputError
-from mtl_jax.results import append_result, read_results
+from mtl_jax.checkpoints import CheckpointSettings, EpochCheckpoints
+from mtl_jax.results import append_result, config_hash, read_results
 from mtl_jax.runs import RunConfig, run_arm
 
 
@@ -36,11 +39,13 @@ def describe(config: RunConfig) -> str:
 
 def run_pending(groups: Sequence[Sequence[RunConfig]],
                 load_data: Callable[[DataConfig], MultiTaskData],
-                results_path: str, train_missing: bool = True) -> dict[str, dict]:
+                results_path: str, train_missing: bool = True,
+                checkpointing: Optional[CheckpointSettings] = None) -> dict[str, dict]:
   """`groups`: lists of configs identical but for their seeds. Returns every record of
   results_path (old and new) by hash. Data is loaded only for groups that train, and
   once for consecutive groups on the same data; with train_missing=False a missing run
-  is an error instead."""
+  is an error instead. `checkpointing` (its directory the root for all groups) saves
+  each group's training every few epochs, in a folder named by the runs it trains."""
   done = {r["hash"]: r for r in read_results(results_path)}
   missing = sum(c.hash not in done for group in groups for c in group)
   if missing and not train_missing:
@@ -49,7 +54,7 @@ def run_pending(groups: Sequence[Sequence[RunConfig]],
                      "run without --plot_only first")
   load_data = functools.lru_cache(maxsize=1)(load_data)
   try:
-    _train_groups(groups, load_data, results_path, done, train_missing)
+    _train_groups(groups, load_data, results_path, done, train_missing, checkpointing)
   except KeyboardInterrupt:
     saved = sum(c.hash in done for group in groups for c in group)
     total = sum(len(group) for group in groups)
@@ -58,7 +63,17 @@ def run_pending(groups: Sequence[Sequence[RunConfig]],
   return done
 
 
-def _train_groups(groups, load_data, results_path: str, done: dict, train_missing: bool) -> None:
+def _group_checkpoints(todo: Sequence[RunConfig], checkpointing: Optional[CheckpointSettings]
+                       ) -> Optional[EpochCheckpoints]:
+  if checkpointing is None:
+    return None
+  key = config_hash([c.hash for c in todo])
+  return EpochCheckpoints(dataclasses.replace(
+      checkpointing, directory=os.path.join(checkpointing.directory, key)))
+
+
+def _train_groups(groups, load_data, results_path: str, done: dict, train_missing: bool,
+                  checkpointing: Optional[CheckpointSettings]) -> None:
   for i, group in enumerate(groups, 1):
     name = f"[{i}/{len(groups)}] {describe(group[0])}"
     todo = [c for c in group if c.hash not in done]
@@ -70,14 +85,25 @@ def _train_groups(groups, load_data, results_path: str, done: dict, train_missin
     epochs = group[0].train.epochs
 
     def log(epoch: int, loss_S: np.ndarray, phase: str = "epoch"):
-      print(f"  {name}: {phase} {epoch:>3}/{epochs}  train J {loss_S.mean():.4f} "
-            f"(mean of {loss_S.size} seeds)  {time.perf_counter() - start:6.1f}s", flush=True)
+      finite = loss_S[np.isfinite(loss_S)]
+      loss = f"train J {finite.mean():.4f} (mean of {finite.size} seeds)" if finite.size else "train J -"
+      failed = f", {loss_S.size - finite.size} diverged" if finite.size < loss_S.size else ""
+      print(f"  {name}: {phase} {epoch:>3}/{epochs}  {loss}{failed}  "
+            f"{time.perf_counter() - start:6.1f}s", flush=True)
 
     data = load_data(group[0].data)
-    records = run_arm(todo, data, log)
+    checkpoints = _group_checkpoints(todo, checkpointing)
+    records = run_arm(todo, data, log, checkpoints)
     for record in records:
       append_result(results_path, record)
       done[record["hash"]] = record
+    if checkpoints:
+      checkpoints.close(finished=True)
+    for record in records:
+      if record["status"] == "diverged":
+        print(f"  {name}: seed {record['config']['seed']} diverged at step "
+              f"{record['diverged_at_step']} (loss NaN, inf or exploded); recorded, left out of the means",
+              flush=True)
     r = records[0]
     print(f"  {name}: {r['param_count']:,} parameters per seed, "
           f"{r['train_steps'] / r['train_seconds_all_seeds']:.1f} steps/s for all seeds together",

@@ -10,12 +10,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from mtl_jax.checkpoints import EpochCheckpoints
 from mtl_jax.errors import InputError
 from mtl_jax.losses import masked_logistic_loss, per_task_logistic_loss
 from mtl_jax.models import Model
 
 INIT_STREAM, SHUFFLE_STREAM = 0, 1
 OPTIMIZERS = {"adam": optax.adam, "sgd": optax.sgd}
+# A run has diverged once its training loss is NaN or inf, or this many times its first step's.
+DIVERGENCE_FACTOR = 1000.0
 # Which epoch's parameters a run keeps: the one with the lowest validation J (per
 # seed; the test split is never looked at), or simply the last.
 EPOCH_SELECTION = ("best_val", "last")
@@ -37,18 +40,17 @@ class TrainResult:
   # Validation J per epoch and seed ([E, S]; per task, [E, S, T], for separate networks).
   val_loss_ExS: Optional[np.ndarray]
   selected_epoch_S: np.ndarray  # the epoch (1-based) whose parameters `params` holds, [S] or [S, T]
+  # Per seed, the first optimizer step (1-based) whose training loss was NaN, inf or above
+  # DIVERGENCE_FACTOR times the first step's; 0 if none.
+  diverged_step_S: np.ndarray
   seconds: float  # training only; compilation is timed apart
   compile_seconds: float
-  steps: int  # optimizer steps per seed
+  steps: int  # optimizer steps per seed (fewer than planned if every seed diverged)
 
 
 def seed_keys(seeds) -> jax.Array:
   """One PRNG key per seed; everything else is derived from it with fold_in."""
   return jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, jnp.uint32))
-
-
-class TrainingDiverged(InputError):
-  """Non-finite loss or predictions: usually a learning rate that is too high."""
 
 
 def _epoch_fn(model: Model, optimizer, num_examples: int, batch_size: int):
@@ -69,7 +71,7 @@ def _epoch_fn(model: Model, optimizer, num_examples: int, batch_size: int):
     order = jax.random.permutation(key, num_examples)
     batches_KxB = order[: num_batches * batch_size].reshape(num_batches, batch_size)
     (params, opt_state), losses_K = jax.lax.scan(step, (params, opt_state), batches_KxB)
-    return params, opt_state, losses_K.mean()
+    return params, opt_state, losses_K
 
   return epoch, num_batches
 
@@ -119,7 +121,8 @@ def _optimizer(config: TrainConfig, freeze_encoder: bool) -> optax.GradientTrans
 def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
           log: Optional[Callable[[int, np.ndarray], None]] = None,
           pretrained_encoder: Optional[dict] = None, freeze_encoder: bool = False,
-          validation: Optional[tuple[np.ndarray, np.ndarray]] = None) -> TrainResult:
+          validation: Optional[tuple[np.ndarray, np.ndarray]] = None,
+          checkpoints: Optional[EpochCheckpoints] = None) -> TrainResult:
   """Trains one copy of `model` per seed, all seeds in one compiled program.
 
   Seed s initialises from fold_in(key_s, INIT_STREAM) and shuffles epoch e with
@@ -129,6 +132,7 @@ def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
   initial weights, for fine-tuning; `freeze_encoder` then trains the heads only.
   `validation` = (x_val, y_val) is scored after every epoch; with
   config.select_epoch == "best_val" each seed keeps its best epoch's parameters.
+  `checkpoints` saves the run every few epochs and resumes it from the latest save.
   """
   if not 1 <= config.batch_size <= len(x_train):
     raise InputError(f"batch size {config.batch_size} must be in [1, {len(x_train)}] "
@@ -155,34 +159,74 @@ def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
   start = time.perf_counter()
 
   val_loss_fn = validation and _val_loss_fn(model, *validation)
-  selecting = config.select_epoch == "best_val"
-  # One epoch per seed, or per seed and task for separate networks.
+  # Validation picks one epoch per seed, or per seed and task for separate networks.
   selection_shape = (len(keys_S), *([y_train.shape[1]] if model.per_task_params else []))
-  # A copy, because run_epoch donates (reuses the memory of) the parameters it is given.
-  best = (jax.tree.map(jnp.copy, params), jnp.full(selection_shape, jnp.inf),
-          jnp.full(selection_shape, config.epochs)) if selecting else None
-  losses, val_losses = [], []
-  for e in range(config.epochs):
+  state = _initial_state(params, opt_state, selection_shape, config.epochs)
+  epochs_done = 0
+  restored = checkpoints and checkpoints.restore(state)
+  if restored:
+    epochs_done, state = restored
+    state.update({k: np.array(state[k]) for k in _HOST_KEYS})
+  for e in range(epochs_done, config.epochs):
     epoch_keys_S = jax.vmap(lambda k: jax.random.fold_in(k, e))(shuffle_keys_S)
-    params, opt_state, loss_S = run_epoch(params, opt_state, epoch_keys_S, x_train, y_train)
+    state["params"], state["opt_state"], losses_SxK = run_epoch(
+        state["params"], state["opt_state"], epoch_keys_S, x_train, y_train)
     if val_loss_fn:
-      val_loss_S = val_loss_fn(params)
-      if selecting:
-        best = _keep_best(*best, params, val_loss_S, e + 1)
-      val_losses.append(np.asarray(val_loss_S))
-    losses.append(np.asarray(loss_S))  # the host syncs once per epoch
-    if not np.all(np.isfinite(losses[-1])):
-      raise TrainingDiverged(f"training loss became non-finite in epoch {e + 1} "
-                             f"(learning rate {config.learning_rate}); try a lower learning rate")
+      val_loss = val_loss_fn(state["params"])
+      state["best_params"], state["best_val_loss"], state["best_epoch"] = _keep_best(
+          state["best_params"], state["best_val_loss"], state["best_epoch"], state["params"],
+          val_loss, e + 1)
+      state["val_loss_Ex"][e] = np.asarray(val_loss)
+    _record_epoch(state, np.asarray(losses_SxK), e)  # the host syncs once per epoch
+    epochs_done = e + 1
+    if checkpoints:
+      checkpoints.save(epochs_done, state)
     if log:
-      log(e + 1, losses[-1])
-  if selecting:
-    params, selected_S = best[0], np.asarray(best[2])
+      log(epochs_done, state["loss_ExS"][e])
+    if state["diverged_step_S"].all():
+      break  # every seed has diverged: nothing is left to train
+  if config.select_epoch == "best_val":
+    params, selected = state["best_params"], np.asarray(state["best_epoch"])
   else:
-    selected_S = np.full(selection_shape, config.epochs)
-  return TrainResult(params, np.stack(losses), np.stack(val_losses) if val_losses else None,
-                     selected_S, time.perf_counter() - start, start - compile_start,
-                     config.epochs * num_batches)
+    params, selected = state["params"], np.full(selection_shape, epochs_done)
+  return TrainResult(params, state["loss_ExS"][:epochs_done],
+                     state["val_loss_Ex"][:epochs_done] if val_loss_fn else None, selected,
+                     state["diverged_step_S"], time.perf_counter() - start,
+                     start - compile_start, epochs_done * num_batches)
+
+
+# State kept on the host (numpy), updated in place once per epoch.
+_HOST_KEYS = ("loss_ExS", "val_loss_Ex", "first_loss_S", "diverged_step_S")
+
+
+def _initial_state(params, opt_state, selection_shape: tuple[int, ...], epochs: int) -> dict:
+  """Everything a run carries from epoch to epoch, and so what a checkpoint holds."""
+  num_seeds = selection_shape[0]
+  return {
+      "params": params,
+      "opt_state": opt_state,
+      # A copy, because run_epoch donates (reuses the memory of) the parameters it is given.
+      "best_params": jax.tree.map(jnp.copy, params),
+      "best_val_loss": jnp.full(selection_shape, jnp.inf),
+      "best_epoch": jnp.full(selection_shape, epochs),
+      "loss_ExS": np.full((epochs, num_seeds), np.nan, np.float32),
+      "val_loss_Ex": np.full((epochs, *selection_shape), np.nan, np.float32),
+      "first_loss_S": np.zeros(num_seeds, np.float32),
+      "diverged_step_S": np.zeros(num_seeds, np.int64),
+  }
+
+
+def _record_epoch(state: dict, losses_SxK: np.ndarray, epoch: int) -> None:
+  """The epoch's mean loss, and the first step of each seed whose loss went bad."""
+  state["loss_ExS"][epoch] = losses_SxK.mean(axis=1)
+  if epoch == 0:
+    state["first_loss_S"][:] = losses_SxK[:, 0]
+  # Adam at a huge learning rate can send a stable loss to 1e9 without a NaN; such a
+  # run is as lost as one that overflows.
+  bad_SxK = ~np.isfinite(losses_SxK) | (losses_SxK > DIVERGENCE_FACTOR * state["first_loss_S"][:, None])
+  newly_S = (state["diverged_step_S"] == 0) & bad_SxK.any(axis=1)
+  steps_per_epoch = losses_SxK.shape[1]
+  state["diverged_step_S"][newly_S] = epoch * steps_per_epoch + bad_SxK.argmax(axis=1)[newly_S] + 1
 
 
 @functools.lru_cache(maxsize=16)
@@ -201,8 +245,4 @@ def predict(model: Model, params_S, x, chunk: int = 512) -> np.ndarray:
     pad = chunk - len(x_chunk) if len(x) > chunk else 0
     padded = np.concatenate([x_chunk, np.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x_chunk
     parts.append(np.asarray(apply_all(params_S, jnp.asarray(padded)))[:, :len(x_chunk)])
-  logits_SxNxT = np.concatenate(parts, axis=1)
-  if not np.all(np.isfinite(logits_SxNxT)):
-    raise TrainingDiverged("the trained model predicts non-finite logits; "
-                           "try a lower learning rate")
-  return logits_SxNxT
+  return np.concatenate(parts, axis=1)

@@ -1,6 +1,5 @@
 """A user's CSV / NPZ through the loaders: every missing-label spelling, own and seeded
 splits, train-only standardisation, and one clear error for each kind of bad file."""
-import os
 import string
 
 import numpy as np
