@@ -1,18 +1,9 @@
-"""missing_labels end to end on tiny settings, and its bad input."""
+"""missing_labels end to end on tiny settings (conftest's run of every experiment)."""
 import csv
 import json
 
-import pytest
-from entry_points import assert_one_line_error, launch
-
-TINY = ["--experiment=missing_labels", "--num_train=64", "--num_val=32", "--num_test=64",
-        "--epochs=1", "--seeds=2", "--batch_size=16", "--width=4"]
-
-
-def test_three_ways_of_handling_missing_labels(tmp_path):
-  out = tmp_path / "ml"
-  result = launch(*TINY, "--missing_fracs=0,0.5", f"--out_dir={out}")
-  assert result.returncode == 0, result.stderr
+def test_three_ways_of_handling_missing_labels(all_experiments):
+  out = all_experiments[1] / "missing_labels"
   records = [json.loads(line) for line in open(out / "results.jsonl")]
   # At 0% missing the three ways are the same run, trained once: 2 seeds + 3 x 2 seeds.
   assert len(records) == 8
@@ -28,13 +19,3 @@ def test_three_ways_of_handling_missing_labels(tmp_path):
       (f, h) for f in ("0.0", "0.5") for h in ("mask", "as_negative", "drop_incomplete")}
   for ext in ("png", "svg"):
     assert (out / f"missing_labels.{ext}").stat().st_size > 1000
-
-
-@pytest.mark.parametrize("fracs,expected", [
-    ("--missing_fracs=", "at least one fraction"),
-    ("--missing_fracs=0.2,1.0", "each in [0, 1)"),
-    ("--missing_fracs=half", "must be numbers"),
-])
-def test_bad_fractions_are_one_line(tmp_path, fracs, expected):
-  out = tmp_path / "never"
-  assert_one_line_error(launch("--experiment=missing_labels", fracs, f"--out_dir={out}"), expected, out)

@@ -1,18 +1,9 @@
-"""network_size end to end on tiny settings, and its bad input."""
+"""network_size end to end on tiny settings (conftest's run of every experiment)."""
 import csv
 import json
 
-import pytest
-from entry_points import assert_one_line_error, launch
-
-TINY = ["--experiment=network_size", "--num_train=64", "--num_val=32", "--num_test=64",
-        "--epochs=1", "--seeds=2", "--batch_size=32"]
-
-
-def test_sweep_writes_a_point_per_encoder_width_and_arm(tmp_path):
-  out = tmp_path / "ns"
-  result = launch(*TINY, "--encoder=mlp", "--widths=2,6", f"--out_dir={out}")
-  assert result.returncode == 0, result.stderr
+def test_sweep_writes_a_point_per_encoder_width_and_arm(all_experiments):
+  out = all_experiments[1] / "network_size"
   records = [json.loads(line) for line in open(out / "results.jsonl")]
   assert sorted({(r["config"]["encoder"]["kind"], r["config"]["encoder"]["width"], r["config"]["arm"])
                  for r in records}) == [("mlp", 2, "joint"), ("mlp", 2, "separate"),
@@ -27,13 +18,3 @@ def test_sweep_writes_a_point_per_encoder_width_and_arm(tmp_path):
   assert int(widths[6]["params_joint"]) > int(widths[2]["params_joint"])
   for ext in ("png", "svg"):
     assert (out / f"network_size.{ext}").stat().st_size > 1000
-
-
-@pytest.mark.parametrize("widths,expected", [
-    ("--widths=", "--widths must list at least one positive width"),
-    ("--widths=0,4", "--widths must list at least one positive width"),
-    ("--widths=four", "comma-separated list of integers"),
-])
-def test_bad_widths_are_one_line(tmp_path, widths, expected):
-  out = tmp_path / "never"
-  assert_one_line_error(launch("--experiment=network_size", widths, f"--out_dir={out}"), expected, out)

@@ -5,9 +5,8 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
-from entry_points import ROOT, assert_one_line_error, launch
+from entry_points import ROOT, launch
 
 TINY = ["--encoder=mlp", "--width=4", "--depth=1", "--epochs=2", "--seeds=2", "--batch_size=16"]
 
@@ -71,30 +70,3 @@ def test_a_prepared_tfds_dataset(tmp_path):
     assert r["splits"]["test"] == "tfds:tiny_multi_label val"
     assert "set aside by data_seed" in r["splits"]["val"]
     assert r["train_examples"] == SPLIT_SIZES["train"] - round(0.15 * SPLIT_SIZES["train"])
-
-
-def _bad_files(tmp_path):
-  ragged = tmp_path / "ragged.csv"
-  ragged.write_text("f,label:a\n1,0\n2\n")
-  label = tmp_path / "label.csv"
-  label.write_text("f,label:a\n1,0\n2,maybe\n")
-  unlabelled = tmp_path / "unlabelled.csv"
-  unlabelled.write_text("f,label:a,label:b\n" + "".join(f"{i},1,?\n" for i in range(20)))
-  lengths = tmp_path / "lengths.npz"
-  np.savez(lengths, x=np.zeros((5, 2)), y=np.zeros((4, 1)))
-  return [
-      (f"--dataset=csv:{tmp_path / 'absent.csv'}", "no such file"),
-      (f"--dataset=csv:{ragged}", "line 3 has 1 cells but the header has 2"),
-      (f"--dataset=csv:{label}", "line 3, label column 'label:a': 'maybe' is not 1, 0 or missing"),
-      (f"--dataset=csv:{unlabelled}", "task 'b' has no labels in the train split"),
-      (f"--dataset=npz:{lengths}", "x has 5 examples but y has 4"),
-      ("--dataset=tfds:no_such_dataset_xyz", "unknown TFDS dataset 'no_such_dataset_xyz'"),
-      ("--dataset=tfds:celeb_a", "tfds build celeb_a"),
-  ]
-
-
-def test_bad_own_data_is_one_line_and_writes_nothing(tmp_path):
-  for dataset, message in _bad_files(tmp_path):
-    out = tmp_path / "out"
-    result = launch(dataset, f"--data_dir={tmp_path / 'empty'}", *TINY, f"--out_dir={out}")
-    assert_one_line_error(result, message, out)
