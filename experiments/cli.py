@@ -153,8 +153,13 @@ def train_pending(groups: list[list[RunConfig]], out: str) -> tuple[str, dict[st
   results_path = os.path.join(out, RESULTS_FILE)
   checkpointing = CheckpointSettings(os.path.join(out, "checkpoints"), CHECKPOINT_EVERY.value,
                                      RESUME.value) if CHECKPOINT_EVERY.value or RESUME.value else None
-  return results_path, run_pending(groups, load_data_logged, results_path,
-                                   train_missing=not PLOT_ONLY.value, checkpointing=checkpointing)
+  done = run_pending(groups, load_data_logged, results_path, train_missing=not PLOT_ONLY.value,
+                     checkpointing=checkpointing)
+  others = len(done) - len({c.hash for group in groups for c in group})
+  if others:
+    print(f"  {results_path} also holds {others} runs of other settings; they are not in "
+          "this summary (use another --out_dir to keep studies apart)", flush=True)
+  return results_path, done
 
 
 def load_data_logged(config: DataConfig) -> MultiTaskData:
