@@ -1,0 +1,172 @@
+"""The benchmark suite: training throughput of joint and separate networks next to an
+equivalent PyTorch eager loop in the same process, and the other costs a user meets.
+
+  python -m benchmarks.run [--quick] [--json=benchmarks.json] [--launch]
+
+Prints one table per question and writes every row to --json:
+  joint      examples/s of one joint network per encoder and width of the size sweep,
+             JAX (jit, epoch = lax.scan) vs PyTorch eager, and the JAX compile time;
+  separate   T single-task networks as one vmapped program vs a Python loop over the
+             same T networks (JAX), and vs PyTorch training them in a loop;
+  tasks      the joint step's cost as T grows from 4 to 40;
+  data       scenes generated per second;
+  memory     peak host RSS (and device memory where the backend reports it);
+  launch     wall time of `python launch.py` with no flags (only with --launch).
+Ratios are taken within one run, side by side, because this machine is shared and noisy.
+Only one seed is trained, so that both frameworks train exactly one model per network.
+"""
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import jax
+import numpy as np
+from absl import app, flags, logging
+
+from benchmarks import torch_reference
+from mtl_jax.data import driving
+from mtl_jax.models import EncoderSpec, joint_model, make_model
+from mtl_jax.provenance import provenance
+from mtl_jax.train import TrainConfig, train
+
+QUICK = flags.DEFINE_bool("quick", False, "Fewer widths and steps: a check in about 2 minutes.")
+JSON = flags.DEFINE_string("json", "benchmarks.json", "Where to write every row.")
+LAUNCH = flags.DEFINE_bool("launch", False, "Also time `python launch.py` with no flags (about 2.5 min).")
+BATCH = 128
+NUM_SCENES = 2048  # 16 steps per epoch
+WIDTHS = {"cnn": [4, 8, 16, 32, 64], "mlp": [64, 128, 256, 512]}
+DEPTH = {"cnn": 3, "mlp": 2}
+
+
+def _data(num: int, num_tasks: int):
+  """Driving scenes with random labels: speed does not depend on what the labels say."""
+  x, _ = driving.render_scenes(num, 0)
+  y = np.random.default_rng(0).integers(0, 2, (num, num_tasks)).astype(np.int8)
+  return x, y
+
+
+def _jax_seconds_per_step(model, x, y, epochs: int) -> tuple[float, float]:
+  """Median over epochs after the first (which pays for warming up the executable), per
+  step, and the compile time. Each epoch is one lax.scan, timed to its one host sync."""
+  ends = []
+  result = train(model, x, y, [0], TrainConfig(batch_size=BATCH, epochs=epochs),
+                 log=lambda epoch, loss: ends.append(time.perf_counter()))
+  steps_per_epoch = result.steps // epochs
+  return float(np.median(np.diff(ends))) / steps_per_epoch, result.compile_seconds
+
+
+def joint_rows(x, y, epochs: int, torch_steps: int) -> list[dict]:
+  rows = []
+  for kind, widths in WIDTHS.items():
+    for width in widths[1::2] if QUICK.value else widths:
+      spec = EncoderSpec(kind, width, DEPTH[kind])
+      jax_s, compile_s = _jax_seconds_per_step(joint_model(spec, y.shape[1], x.shape[1:]), x, y, epochs)
+      row = dict(table="joint", encoder=kind, width=width, depth=spec.depth, tasks=y.shape[1],
+                 jax_examples_per_s=round(BATCH / jax_s), jax_compile_s=round(compile_s, 2))
+      if torch_reference.available():
+        torch_s = torch_reference.joint_step_seconds(kind, width, spec.depth, x, y, BATCH, torch_steps)
+        row.update(torch_examples_per_s=round(BATCH / torch_s), jax_over_torch=round(torch_s / jax_s, 2))
+      rows.append(row)
+      _print(row)
+  return rows
+
+
+def separate_rows(x, y_all, epochs: int, torch_steps: int) -> list[dict]:
+  rows = []
+  for kind, width in (("cnn", 16), ("mlp", 256)):
+    spec = EncoderSpec(kind, width, DEPTH[kind])
+    for num_tasks in (4,) if QUICK.value else (4, 16, 40):
+      y = y_all[:, :num_tasks]
+      vmapped_s, compile_s = _jax_seconds_per_step(make_model("separate", spec, num_tasks, x.shape[1:]),
+                                                   x, y, epochs)
+      single = joint_model(spec, 1, x.shape[1:])
+      loop_s = sum(_jax_seconds_per_step(single, x, y[:, j:j + 1], epochs)[0] for j in range(num_tasks))
+      row = dict(table="separate", encoder=kind, width=width, depth=spec.depth, tasks=num_tasks,
+                 jax_vmapped_examples_per_s=round(BATCH / vmapped_s),
+                 jax_loop_examples_per_s=round(BATCH / loop_s),
+                 vmapped_over_loop=round(loop_s / vmapped_s, 2), jax_compile_s=round(compile_s, 2))
+      if torch_reference.available():
+        torch_s = torch_reference.separate_step_seconds(kind, width, spec.depth, x, y, BATCH, torch_steps)
+        row.update(torch_loop_examples_per_s=round(BATCH / torch_s),
+                   jax_over_torch=round(torch_s / vmapped_s, 2))
+      rows.append(row)
+      _print(row)
+  return rows
+
+
+def task_rows(x, y_all, epochs: int) -> list[dict]:
+  rows = []
+  for kind, width in (("cnn", 32), ("mlp", 256)):
+    spec = EncoderSpec(kind, width, DEPTH[kind])
+    base = None
+    for num_tasks in (4, 40) if QUICK.value else (4, 10, 20, 40):
+      step_s, _ = _jax_seconds_per_step(joint_model(spec, num_tasks, x.shape[1:]), x,
+                                        y_all[:, :num_tasks], epochs)
+      base = base or step_s
+      row = dict(table="tasks", encoder=kind, width=width, tasks=num_tasks,
+                 ms_per_step=round(1000 * step_s, 2), cost_over_4_tasks=round(step_s / base, 2))
+      rows.append(row)
+      _print(row)
+  return rows
+
+
+def data_row() -> dict:
+  driving.render_scenes(256, 1)  # compiles the renderer
+  start = time.perf_counter()
+  driving.render_scenes(10_000, 2)
+  row = dict(table="data", scenes_per_s=round(10_000 / (time.perf_counter() - start)))
+  _print(row)
+  return row
+
+
+def memory_row() -> dict:
+  stats = jax.devices()[0].memory_stats() or {}
+  row = dict(table="memory", host_peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+             device_peak_mb=round(stats["peak_bytes_in_use"] / 2**20) if "peak_bytes_in_use" in stats else None)
+  _print(row)
+  return row
+
+
+def launch_row() -> dict:
+  with tempfile.TemporaryDirectory() as out:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "launch.py", f"--out_dir={out}"], check=True,
+                   capture_output=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    row = dict(table="launch", seconds=round(time.perf_counter() - start, 1))
+  _print(row)
+  return row
+
+
+def _print(row: dict) -> None:
+  print("  " + "  ".join(f"{k}={v}" for k, v in row.items() if k != "table"), flush=True)
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  epochs, torch_steps = (4, 12) if QUICK.value else (6, 30)
+  x, y_all = _data(NUM_SCENES, 40)
+  y4 = y_all[:, :4]
+  print(f"{provenance()['device']}, jax {jax.__version__}, batch {BATCH}, {NUM_SCENES} training scenes "
+        f"32x32, Adam; PyTorch reference: "
+        f"{'torch ' + __import__('torch').__version__ if torch_reference.available() else 'not installed (pip install torch==2.13.0)'}")
+  rows = []
+  for title, measure in [("joint network, one seed", lambda: joint_rows(x, y4, epochs, torch_steps)),
+                         ("separate networks", lambda: separate_rows(x, y_all, epochs, torch_steps)),
+                         ("joint step as T grows", lambda: task_rows(x, y_all, epochs)),
+                         ("data generation", lambda: [data_row()]),
+                         ("memory", lambda: [memory_row()])] + (
+                             [("launch.py with no flags", lambda: [launch_row()])] if LAUNCH.value else []):
+    print(f"\n{title}:", flush=True)
+    rows += measure()
+  with open(JSON.value, "w") as f:
+    json.dump({"provenance": provenance(), "rows": rows}, f, indent=1)
+  print(f"\nwrote {JSON.value}")
+
+
+if __name__ == "__main__":
+  app.run(main)

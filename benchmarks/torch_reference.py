@@ -1,0 +1,90 @@
+"""The same networks, loss and optimizer in plain PyTorch eager, for a fair ratio.
+
+Optional: needs `pip install torch==2.13.0` (CPU). The CNN mirrors models.CNNEncoder:
+3x3 stride-2 convolutions whose 'SAME' padding adds one row and column at the bottom
+and right of an even-sized input, then ReLU; the MLP mirrors MLPEncoder; one linear
+head per task. The loss is the masked logistic J, divided by the batch size.
+"""
+import time
+
+import numpy as np
+
+
+def available() -> bool:
+  try:
+    import torch  # noqa: F401
+  except ImportError:
+    return False
+  return True
+
+
+def _encoder(kind: str, width: int, depth: int, input_shape: tuple[int, ...]):
+  from torch import nn
+  if kind == "mlp":
+    layers, size = [nn.Flatten()], int(np.prod(input_shape))
+    for _ in range(depth):
+      layers += [nn.Linear(size, width), nn.ReLU()]
+      size = width
+    return nn.Sequential(*layers), size
+  height, _, channels = input_shape
+  layers = []
+  for _ in range(depth):
+    layers += [nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(channels, width, 3, stride=2), nn.ReLU()]
+    channels, height = width, (height + 1) // 2
+  return nn.Sequential(*layers, nn.Flatten()), channels * height * height
+
+
+def network(kind: str, width: int, depth: int, num_tasks: int, input_shape: tuple[int, ...]):
+  from torch import nn
+  encoder, features = _encoder(kind, width, depth, input_shape)
+  return nn.Sequential(encoder, nn.Linear(features, num_tasks))
+
+
+def masked_logistic_loss(logits, labels):
+  import torch
+  valid = labels != -1
+  safe = torch.where(valid, labels, torch.zeros_like(labels)).to(logits.dtype)
+  losses = torch.nn.functional.softplus(logits) - safe * logits
+  return torch.where(valid, losses, torch.zeros_like(losses)).sum() / logits.shape[0]
+
+
+def _batches(x: np.ndarray, y: np.ndarray, batch_size: int, steps: int, seed: int = 0):
+  """Torch tensors of `steps` batches, made before timing: the data is resident, as
+  it is for the JAX loop (images as float32 NCHW in [0, 1])."""
+  import torch
+  rng = np.random.default_rng(seed)
+  x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+  if x.ndim == 4:
+    x = x.transpose(0, 3, 1, 2)
+  picks = [rng.choice(len(x), batch_size, replace=False) for _ in range(steps)]
+  return [(torch.from_numpy(np.ascontiguousarray(x[p])), torch.from_numpy(y[p].astype(np.float32)))
+          for p in picks]
+
+
+def step_seconds(networks_and_tasks, x, y, batch_size: int, steps: int, warmup: int = 3) -> float:
+  """Median seconds of one optimizer step of every (network, task columns) pair, each
+  with its own Adam, one after another as a Python loop would train them."""
+  import torch
+  torch.manual_seed(0)
+  trainers = [(net, columns, torch.optim.Adam(net.parameters(), lr=3e-3))
+              for net, columns in networks_and_tasks]
+  times = []
+  for i, (xb, yb) in enumerate(_batches(x, y, batch_size, steps + warmup)):
+    start = time.perf_counter()
+    for net, columns, optimizer in trainers:
+      optimizer.zero_grad(set_to_none=True)
+      masked_logistic_loss(net(xb), yb[:, columns]).backward()
+      optimizer.step()
+    if i >= warmup:
+      times.append(time.perf_counter() - start)
+  return float(np.median(times))
+
+
+def joint_step_seconds(kind, width, depth, x, y, batch_size, steps) -> float:
+  net = network(kind, width, depth, y.shape[1], x.shape[1:])
+  return step_seconds([(net, list(range(y.shape[1])))], x, y, batch_size, steps)
+
+
+def separate_step_seconds(kind, width, depth, x, y, batch_size, steps) -> float:
+  nets = [(network(kind, width, depth, 1, x.shape[1:]), [j]) for j in range(y.shape[1])]
+  return step_seconds(nets, x, y, batch_size, steps)
