@@ -18,7 +18,7 @@ import numpy as np
 from mtl_jax.data.datasets import (DATASETS, DataConfig, MultiTaskData, load_dataset, read_kind,
                                    with_file_digest)
 from mtl_jax.errors import InputError
-from mtl_jax.models import ENCODERS, EncoderSpec
+from mtl_jax.models import DTYPES, ENCODERS, EncoderSpec
 from mtl_jax.data.driving import SceneConfig
 from mtl_jax.checkpoints import CheckpointSettings
 from mtl_jax.results import RESULTS_FILE
@@ -46,6 +46,9 @@ ENCODER = flags.DEFINE_enum("encoder", "cnn", ENCODERS, "Shared encoder architec
                             "(mlp unless set for --dataset=csv:..., whose rows are vectors).")
 WIDTH = flags.DEFINE_integer(
     "width", 32, "Encoder width: hidden units per layer (mlp) or channels (cnn).", lower_bound=1)
+DTYPE = flags.DEFINE_enum(
+    "dtype", "float32", DTYPES, "Compute dtype: bfloat16 computes in bfloat16 and keeps "
+    "parameters, optimizer state and loss in float32 (for GPUs; slower on most CPUs).")
 DEPTH = flags.DEFINE_integer(
     "depth", 3, "Encoder depth: hidden layers (mlp) or stride-2 conv blocks (cnn).", lower_bound=1)
 EPOCHS = flags.DEFINE_integer("epochs", 12, "Training epochs over the train split.", lower_bound=1)
@@ -129,7 +132,7 @@ def generated_train_size() -> int | None:
 def encoder_spec() -> EncoderSpec:
   """A CSV holds feature vectors, not images: its encoder is the MLP unless chosen."""
   csv_default = read_kind(DATASET.value) == "csv" and not _chosen(ENCODER)
-  return EncoderSpec("mlp" if csv_default else ENCODER.value, WIDTH.value, DEPTH.value)
+  return EncoderSpec("mlp" if csv_default else ENCODER.value, WIDTH.value, DEPTH.value, DTYPE.value)
 
 
 def train_config() -> TrainConfig:

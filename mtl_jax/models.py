@@ -15,6 +15,9 @@ import jax.numpy as jnp
 from mtl_jax.errors import InputError
 
 ENCODERS = ("mlp", "cnn")
+# Compute dtypes: bfloat16 runs the matmuls in bfloat16 while parameters, optimizer
+# state, loss and logits stay float32 (mixed precision, for accelerators with bf16 units).
+DTYPES = ("float32", "bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,8 +25,11 @@ class EncoderSpec:
   kind: str = "cnn"  # one of ENCODERS
   width: int = 16  # hidden units (mlp) or channels (cnn)
   depth: int = 2  # hidden layers (mlp) or conv blocks (cnn)
+  dtype: str = "float32"  # compute dtype, one of DTYPES
 
   def __post_init__(self):
+    if self.dtype not in DTYPES:
+      raise InputError(f"unknown compute dtype {self.dtype!r}; choose from {', '.join(DTYPES)}")
     if self.kind not in ENCODERS:
       raise InputError(f"unknown encoder {self.kind!r}; choose from {', '.join(ENCODERS)}")
     if self.width < 1 or self.depth < 1:
@@ -105,8 +111,12 @@ def joint_model(encoder: EncoderSpec, num_tasks: int, input_shape: tuple[int, ..
   def init(key):
     return net.init(key, dummy_x)["params"]
 
+  compute = jnp.dtype(encoder.dtype)
+
   def apply(params, x):
-    return net.apply({"params": params}, _as_float(x))
+    if compute != jnp.float32:  # gradients flow back through the casts to float32 params
+      params = jax.tree.map(lambda p: p.astype(compute), params)
+    return net.apply({"params": params}, _as_float(x).astype(compute)).astype(jnp.float32)
 
   return Model(init, apply)
 

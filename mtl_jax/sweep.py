@@ -23,7 +23,7 @@ class SweepInterrupted(Exception):
 def describe(config: RunConfig) -> str:
   """One line saying what sets this group apart, for progress output."""
   e, d = config.encoder, config.data
-  parts = [f"{config.arm} {e.kind} w{e.width} d{e.depth}", f"{d.missing_frac:.0%} missing"
+  parts = [f"{config.arm} {e.kind} w{e.width} d{e.depth}" + (f" {e.dtype}" if e.dtype != "float32" else ""), f"{d.missing_frac:.0%} missing"
            if d.missing_frac or d.dataset in GENERATED else "own missing labels"]
   if d.label_handling != "mask":
     parts[-1] += f" ({d.label_handling.replace('_', ' ')})"

@@ -1,5 +1,6 @@
 """Training: a jitted step, epochs fused with `lax.scan`, data resident on the device,
-and several seeds trained at once by `jax.vmap` over stacked parameters."""
+and several seeds trained in one program over stacked parameters (vmapped on
+accelerators, in turn on a CPU)."""
 import dataclasses
 import functools
 import time
@@ -50,7 +51,7 @@ class TrainResult:
 
 def seed_keys(seeds) -> jax.Array:
   """One PRNG key per seed; everything else is derived from it with fold_in."""
-  return jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, jnp.uint32))
+  return jax.vmap(jax.random.PRNGKey)(jax.device_put(np.asarray(seeds, np.uint32)))
 
 
 def _epoch_fn(model: Model, optimizer, num_examples: int, batch_size: int):
@@ -85,8 +86,8 @@ def _val_loss_fn(model: Model, x_val, y_val, chunk: int = 512):
   pad = -num_val % chunk
   x = np.concatenate([x_val, np.zeros((pad, *x_val.shape[1:]), x_val.dtype)])
   y = np.concatenate([y_val, np.full((pad, y_val.shape[1]), -1, y_val.dtype)])
-  x_CxKx = jnp.asarray(x.reshape(-1, chunk, *x.shape[1:]))
-  y_CxKxT = jnp.asarray(y.reshape(-1, chunk, y.shape[1]))
+  x_CxKx = jax.device_put(x.reshape(-1, chunk, *x.shape[1:]))
+  y_CxKxT = jax.device_put(y.reshape(-1, chunk, y.shape[1]))
 
   def val_loss(params, x_CxKx, y_CxKxT):  # arguments, not constants baked into the program
     def add_chunk(total_T, xy):
@@ -108,6 +109,19 @@ def _keep_best(best_params, best_loss, best_epoch, params, val_loss, epoch):
       improved.reshape(improved.shape + (1,) * (new.ndim - improved.ndim)), new, best)
   return (jax.tree.map(pick, best_params, params), jnp.where(improved, val_loss, best_loss),
           jnp.where(improved, epoch, best_epoch))
+
+
+def _over_seeds(epoch):
+  """Every seed's epoch in one program. On a GPU or TPU the seeds are vmapped, so they
+  run in parallel; on a CPU they run one after another (lax.map), because XLA:CPU runs
+  the batched matmuls that vmap makes 1.2-1.6x slower than the same matmuls in turn
+  (benchmarks/run.py measures both)."""
+  if jax.default_backend() != "cpu":
+    return jax.vmap(epoch, in_axes=(0, 0, 0, None, None))
+
+  def in_turn(params_S, opt_state_S, keys_S, x, y):
+    return jax.lax.map(lambda args: epoch(*args, x, y), (params_S, opt_state_S, keys_S))
+  return in_turn
 
 
 def _optimizer(config: TrainConfig, freeze_encoder: bool) -> optax.GradientTransformation:
@@ -137,7 +151,7 @@ def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
   if not 1 <= config.batch_size <= len(x_train):
     raise InputError(f"batch size {config.batch_size} must be in [1, {len(x_train)}] "
                      "(the number of training examples)")
-  x_train, y_train = jnp.asarray(x_train), jnp.asarray(y_train)
+  x_train, y_train = jax.device_put(x_train), jax.device_put(y_train)  # resident from here on
   if freeze_encoder and pretrained_encoder is None:
     raise ValueError("freeze_encoder needs a pretrained_encoder")
   if config.select_epoch not in EPOCH_SELECTION:
@@ -154,7 +168,7 @@ def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
   opt_state = jax.vmap(optimizer.init)(params)
   shuffle_keys_S = jax.vmap(lambda k: jax.random.fold_in(k, SHUFFLE_STREAM))(keys_S)
   compile_start = time.perf_counter()
-  run_epoch = jax.jit(jax.vmap(epoch, in_axes=(0, 0, 0, None, None)), donate_argnums=(0, 1)
+  run_epoch = jax.jit(_over_seeds(epoch), donate_argnums=(0, 1)
                       ).lower(params, opt_state, shuffle_keys_S, x_train, y_train).compile()
   start = time.perf_counter()
 
@@ -167,17 +181,26 @@ def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
   if restored:
     epochs_done, state = restored
     state.update({k: np.array(state[k]) for k in _HOST_KEYS})
+  # Made before the loop, so that the loop itself moves no Python numbers to the device.
+  epoch_numbers = jnp.arange(1, config.epochs + 1)
+  epoch_keys = list(jax.vmap(lambda e: jax.vmap(lambda k: jax.random.fold_in(k, e))(shuffle_keys_S))(
+      epoch_numbers - 1))
+  epoch_numbers = list(epoch_numbers)
   for e in range(epochs_done, config.epochs):
-    epoch_keys_S = jax.vmap(lambda k: jax.random.fold_in(k, e))(shuffle_keys_S)
-    state["params"], state["opt_state"], losses_SxK = run_epoch(
-        state["params"], state["opt_state"], epoch_keys_S, x_train, y_train)
-    if val_loss_fn:
-      val_loss = val_loss_fn(state["params"])
-      state["best_params"], state["best_val_loss"], state["best_epoch"] = _keep_best(
-          state["best_params"], state["best_val_loss"], state["best_epoch"], state["params"],
-          val_loss, e + 1)
-      state["val_loss_Ex"][e] = np.asarray(val_loss)
-    _record_epoch(state, np.asarray(losses_SxK), e)  # the host syncs once per epoch
+    # Inside an epoch nothing moves between host and device but its losses, fetched
+    # explicitly once at the end (enforced where transfers are real, on accelerators).
+    with jax.transfer_guard("disallow"):
+      state["params"], state["opt_state"], losses_SxK = run_epoch(
+          state["params"], state["opt_state"], epoch_keys[e], x_train, y_train)
+      val_loss = val_loss_fn(state["params"]) if val_loss_fn else None
+      if val_loss_fn:
+        state["best_params"], state["best_val_loss"], state["best_epoch"] = _keep_best(
+            state["best_params"], state["best_val_loss"], state["best_epoch"], state["params"],
+            val_loss, epoch_numbers[e])
+      losses_SxK, val_loss = jax.device_get((losses_SxK, val_loss))
+    if val_loss is not None:
+      state["val_loss_Ex"][e] = val_loss
+    _record_epoch(state, losses_SxK, e)
     epochs_done = e + 1
     if checkpoints:
       checkpoints.save(epochs_done, state)
@@ -186,7 +209,7 @@ def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
     if state["diverged_step_S"].all():
       break  # every seed has diverged: nothing is left to train
   if config.select_epoch == "best_val":
-    params, selected = state["best_params"], np.asarray(state["best_epoch"])
+    params, selected = state["best_params"], jax.device_get(state["best_epoch"])
   else:
     params, selected = state["params"], np.full(selection_shape, epochs_done)
   return TrainResult(params, state["loss_ExS"][:epochs_done],

@@ -71,3 +71,19 @@ def test_vmapped_separate_networks_equal_independent_training(kind):
 def test_bad_encoder_specs(kind, width, depth):
   with pytest.raises(InputError):
     EncoderSpec(kind, width, depth)
+
+
+def test_bfloat16_computes_in_bfloat16_but_keeps_float32_parameters():
+  rng = np.random.default_rng(0)
+  x = rng.integers(0, 256, (64, 8, 8, 3), dtype=np.uint8)
+  y = rng.integers(0, 2, (64, 2)).astype(np.int8)
+  f32 = joint_model(EncoderSpec("cnn", 8, 2), 2, (8, 8, 3))
+  bf16 = joint_model(EncoderSpec("cnn", 8, 2, "bfloat16"), 2, (8, 8, 3))
+  params = f32.init(jax.random.PRNGKey(0))
+  full, mixed = f32.apply(params, x), bf16.apply(params, x)
+  assert mixed.dtype == jnp.float32
+  np.testing.assert_allclose(mixed, full, atol=0.05, rtol=0.05)  # bf16 has 8 bits of mantissa
+  assert not np.array_equal(mixed, full)
+  result = train(bf16, x, y, [0], TrainConfig(1e-2, 16, 5))
+  assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(result.params))
+  assert result.loss_ExS[-1, 0] < result.loss_ExS[0, 0]
