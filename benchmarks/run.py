@@ -9,6 +9,7 @@ Prints one table per question and writes every row to --json:
   separate   T single-task networks as one vmapped program vs a Python loop over the
              same T networks (JAX), and vs PyTorch training them in a loop;
   tasks      the joint step's cost as T grows from 4 to 40;
+  seeds      three seeds in one program, vmapped vs in turn;
   data       scenes generated per second;
   memory     peak host RSS (and device memory where the backend reports it);
   launch     wall time of `python launch.py` with no flags (only with --launch).
@@ -49,12 +50,13 @@ def _data(num: int, num_tasks: int):
   return x, y
 
 
-def _jax_seconds_per_step(model, x, y, epochs: int) -> tuple[float, float]:
+def _jax_seconds_per_step(model, x, y, epochs: int, seeds=(0,), seeds_in_turn=None
+                          ) -> tuple[float, float]:
   """Median over epochs after the first (which pays for warming up the executable), per
   step, and the compile time. Each epoch is one lax.scan, timed to its one host sync."""
   ends = []
-  result = train(model, x, y, [0], TrainConfig(batch_size=BATCH, epochs=epochs),
-                 log=lambda epoch, loss: ends.append(time.perf_counter()))
+  result = train(model, x, y, list(seeds), TrainConfig(batch_size=BATCH, epochs=epochs),
+                 log=lambda epoch, loss: ends.append(time.perf_counter()), seeds_in_turn=seeds_in_turn)
   steps_per_epoch = result.steps // epochs
   return float(np.median(np.diff(ends))) / steps_per_epoch, result.compile_seconds
 
@@ -114,6 +116,21 @@ def task_rows(x, y_all, epochs: int) -> list[dict]:
   return rows
 
 
+def seed_rows(x, y, epochs: int) -> list[dict]:
+  """Three seeds in one program: vmapped, or in turn (lax.map), the CPU default."""
+  rows = []
+  for arm in ("joint", "separate"):
+    model = make_model(arm, EncoderSpec("cnn", 32, 3), y.shape[1], x.shape[1:])
+    vmapped_s, _ = _jax_seconds_per_step(model, x, y, epochs, (0, 1, 2), seeds_in_turn=False)
+    in_turn_s, _ = _jax_seconds_per_step(model, x, y, epochs, (0, 1, 2), seeds_in_turn=True)
+    row = dict(table="seeds", arm=arm, encoder="cnn", width=32, seeds=3,
+               vmapped_ms_per_step=round(1000 * vmapped_s, 1), in_turn_ms_per_step=round(1000 * in_turn_s, 1),
+               in_turn_speedup=round(vmapped_s / in_turn_s, 2))
+    rows.append(row)
+    _print(row)
+  return rows
+
+
 def data_row() -> dict:
   driving.render_scenes(256, 1)  # compiles the renderer
   start = time.perf_counter()
@@ -158,6 +175,7 @@ def main(argv):
   for title, measure in [("joint network, one seed", lambda: joint_rows(x, y4, epochs, torch_steps)),
                          ("separate networks", lambda: separate_rows(x, y_all, epochs, torch_steps)),
                          ("joint step as T grows", lambda: task_rows(x, y_all, epochs)),
+                         ("3 seeds in one program", lambda: seed_rows(x, y4, epochs)),
                          ("data generation", lambda: [data_row()]),
                          ("memory", lambda: [memory_row()])] + (
                              [("launch.py with no flags", lambda: [launch_row()])] if LAUNCH.value else []):

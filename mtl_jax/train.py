@@ -111,12 +111,12 @@ def _keep_best(best_params, best_loss, best_epoch, params, val_loss, epoch):
           jnp.where(improved, epoch, best_epoch))
 
 
-def _over_seeds(epoch):
-  """Every seed's epoch in one program. On a GPU or TPU the seeds are vmapped, so they
-  run in parallel; on a CPU they run one after another (lax.map), because XLA:CPU runs
-  the batched matmuls that vmap makes 1.2-1.6x slower than the same matmuls in turn
-  (benchmarks/run.py measures both)."""
-  if jax.default_backend() != "cpu":
+def _over_seeds(epoch, in_turn: Optional[bool]):
+  """Every seed's epoch in one program. By default the seeds are vmapped on a GPU or
+  TPU, so they run in parallel, and on a CPU run one after another (lax.map), because
+  XLA:CPU runs the batched matmuls that vmap makes 1.2-1.6x slower than the same
+  matmuls in turn (benchmarks/run.py measures both)."""
+  if not (jax.default_backend() == "cpu" if in_turn is None else in_turn):
     return jax.vmap(epoch, in_axes=(0, 0, 0, None, None))
 
   def in_turn(params_S, opt_state_S, keys_S, x, y):
@@ -136,7 +136,8 @@ def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
           log: Optional[Callable[[int, np.ndarray], None]] = None,
           pretrained_encoder: Optional[dict] = None, freeze_encoder: bool = False,
           validation: Optional[tuple[np.ndarray, np.ndarray]] = None,
-          checkpoints: Optional[EpochCheckpoints] = None) -> TrainResult:
+          checkpoints: Optional[EpochCheckpoints] = None,
+          seeds_in_turn: Optional[bool] = None) -> TrainResult:
   """Trains one copy of `model` per seed, all seeds in one compiled program.
 
   Seed s initialises from fold_in(key_s, INIT_STREAM) and shuffles epoch e with
@@ -147,6 +148,7 @@ def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
   `validation` = (x_val, y_val) is scored after every epoch; with
   config.select_epoch == "best_val" each seed keeps its best epoch's parameters.
   `checkpoints` saves the run every few epochs and resumes it from the latest save.
+  `seeds_in_turn` runs the seeds one after another instead of vmapped (default: on a CPU).
   """
   if not 1 <= config.batch_size <= len(x_train):
     raise InputError(f"batch size {config.batch_size} must be in [1, {len(x_train)}] "
@@ -168,7 +170,7 @@ def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
   opt_state = jax.vmap(optimizer.init)(params)
   shuffle_keys_S = jax.vmap(lambda k: jax.random.fold_in(k, SHUFFLE_STREAM))(keys_S)
   compile_start = time.perf_counter()
-  run_epoch = jax.jit(_over_seeds(epoch), donate_argnums=(0, 1)
+  run_epoch = jax.jit(_over_seeds(epoch, seeds_in_turn), donate_argnums=(0, 1)
                       ).lower(params, opt_state, shuffle_keys_S, x_train, y_train).compile()
   start = time.perf_counter()
 
