@@ -60,7 +60,7 @@ def test_a_prepared_tfds_dataset(tmp_path):
   _prepare_tiny(tmp_path / "tfds")
   out = tmp_path / "out"
   result = launch("--dataset=tfds:tiny_multi_label", f"--data_dir={tmp_path / 'tfds'}",
-                  "--encoder=cnn", "--image_size=8", "--width=2", "--depth=1", "--epochs=1",
+                  "--encoder=mlp", "--image_size=8", "--width=2", "--depth=1", "--epochs=1",
                   "--seeds=2", "--batch_size=4", f"--out_dir={out}")
   assert result.returncode == 0, result.stderr
   for r in records(out):
