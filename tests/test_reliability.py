@@ -156,7 +156,7 @@ def test_checkpointed_run_preempted_and_resumed_equals_an_uninterrupted_one(tmp_
 
 
 def test_resume_flag_continues_a_killed_run_to_the_uninterrupted_result(tmp_path):
-  long_run = [*TINY[:-4], "--epochs=10", "--seeds=1", "--batch_size=8", "--image_size=8"]
+  long_run = [*TINY[:-4], "--epochs=6", "--seeds=1", "--batch_size=8", "--image_size=8"]
   killed_out, clean_out = tmp_path / "killed", tmp_path / "clean"
   run = subprocess.Popen([sys.executable, "launch.py", *long_run, "--checkpoint_every=1",
                           f"--out_dir={killed_out}"], cwd=ROOT, stdout=subprocess.DEVNULL,
