@@ -55,7 +55,7 @@ EPOCHS = flags.DEFINE_integer("epochs", 12, "Training epochs over the train spli
 BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Examples per optimizer step.", lower_bound=1)
 LEARNING_RATE = flags.DEFINE_float("learning_rate", 3e-3, "Adam learning rate.", lower_bound=0.0)
 SEEDS = flags.DEFINE_integer(
-    "seeds", 3, "Number of seeds (0..N-1), trained together in one vmapped program; "
+    "seeds", 3, "Number of seeds (0..N-1), trained together in one compiled program; "
     "tables and plots show mean and 95% CI over them.", lower_bound=1)
 MISSING_FRAC = flags.DEFINE_float(
     "missing_frac", 0.2, "Fraction of train/validation label cells hidden as missing "

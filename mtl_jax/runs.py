@@ -77,7 +77,7 @@ def _pretrained_encoder(config: RunConfig, seeds: list[int], log) -> tuple[dict,
 def run_arm(configs: Sequence[RunConfig], data: MultiTaskData,
             log: Optional[Callable[..., None]] = None,
             checkpoints: Optional[EpochCheckpoints] = None) -> list[dict]:
-  """Trains `configs` (identical but for their seeds) as one vmapped program; a
+  """Trains `configs` (identical but for their seeds) as one compiled program; a
   transfer arm first pretrains its encoder, all seeds together too.
   log(epoch, loss_S[, phase]) reports each epoch."""
   start = time.perf_counter()
