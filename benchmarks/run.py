@@ -10,6 +10,7 @@ Prints one table per question and writes every row to --json:
              same T networks (JAX), and vs PyTorch training them in a loop;
   tasks      the joint step's cost as T grows from 4 to 40;
   seeds      three seeds in one program, vmapped vs in turn;
+  micro_batch  CNN steps with the gradient over the whole batch vs over micro-batches;
   data       scenes generated per second;
   memory     peak host RSS (and device memory where the backend reports it);
   launch     wall time of `python launch.py` with no flags (only with --launch).
@@ -32,7 +33,7 @@ from benchmarks import torch_reference
 from mtl_jax.data import driving
 from mtl_jax.models import EncoderSpec, joint_model, make_model
 from mtl_jax.provenance import provenance
-from mtl_jax.train import TrainConfig, train
+from mtl_jax.train import TrainConfig, choose_micro_batch, train
 
 QUICK = flags.DEFINE_bool("quick", False, "Fewer widths and steps: a check in about 2 minutes.")
 JSON = flags.DEFINE_string("json", "benchmarks.json", "Where to write every row.")
@@ -50,13 +51,14 @@ def _data(num: int, num_tasks: int):
   return x, y
 
 
-def _jax_seconds_per_step(model, x, y, epochs: int, seeds=(0,), seeds_in_turn=None
-                          ) -> tuple[float, float]:
+def _jax_seconds_per_step(model, x, y, epochs: int, seeds=(0,), seeds_in_turn=None,
+                          micro_batch=None) -> tuple[float, float]:
   """Median over epochs after the first (which pays for warming up the executable), per
   step, and the compile time. Each epoch is one lax.scan, timed to its one host sync."""
   ends = []
   result = train(model, x, y, list(seeds), TrainConfig(batch_size=BATCH, epochs=epochs),
-                 log=lambda epoch, loss: ends.append(time.perf_counter()), seeds_in_turn=seeds_in_turn)
+                 log=lambda epoch, loss: ends.append(time.perf_counter()), seeds_in_turn=seeds_in_turn,
+                 micro_batch=micro_batch)
   steps_per_epoch = result.steps // epochs
   return float(np.median(np.diff(ends))) / steps_per_epoch, result.compile_seconds
 
@@ -131,6 +133,23 @@ def seed_rows(x, y, epochs: int) -> list[dict]:
   return rows
 
 
+def micro_batch_rows(x, y, epochs: int) -> list[dict]:
+  """The gradient over the whole batch at once vs summed over micro-batches of the
+  size that train() picks by default (choose_micro_batch)."""
+  rows = []
+  for arm, width in [("joint", 16), ("joint", 32), ("joint", 64), ("separate", 16)]:
+    model = make_model(arm, EncoderSpec("cnn", width, 3), y.shape[1], x.shape[1:])
+    micro = choose_micro_batch(model, model.init(jax.random.PRNGKey(0)), x[:5], y[:5], BATCH)
+    whole_s, _ = _jax_seconds_per_step(model, x, y, epochs, micro_batch=BATCH)
+    micro_s, _ = _jax_seconds_per_step(model, x, y, epochs, micro_batch=micro)
+    row = dict(table="micro_batch", arm=arm, encoder="cnn", width=width, tasks=y.shape[1], micro_batch=micro,
+               whole_batch_ms_per_step=round(1000 * whole_s, 1), micro_batch_ms_per_step=round(1000 * micro_s, 1),
+               micro_batch_speedup=round(whole_s / micro_s, 2))
+    rows.append(row)
+    _print(row)
+  return rows
+
+
 def data_row() -> dict:
   driving.render_scenes(256, 1)  # compiles the renderer
   start = time.perf_counter()
@@ -176,6 +195,7 @@ def main(argv):
                          ("separate networks", lambda: separate_rows(x, y_all, epochs, torch_steps)),
                          ("joint step as T grows", lambda: task_rows(x, y_all, epochs)),
                          ("3 seeds in one program", lambda: seed_rows(x, y4, epochs)),
+                         ("micro-batches (CPU default) vs the whole batch", lambda: micro_batch_rows(x, y4, epochs)),
                          ("data generation", lambda: [data_row()]),
                          ("memory", lambda: [memory_row()])] + (
                              [("launch.py with no flags", lambda: [launch_row()])] if LAUNCH.value else []):

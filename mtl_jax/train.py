@@ -13,7 +13,7 @@ import optax
 
 from mtl_jax.checkpoints import EpochCheckpoints
 from mtl_jax.errors import InputError
-from mtl_jax.losses import masked_logistic_loss, per_task_logistic_loss
+from mtl_jax.losses import MISSING, masked_logistic_loss, per_task_logistic_loss
 from mtl_jax.models import Model
 
 INIT_STREAM, SHUFFLE_STREAM = 0, 1
@@ -23,6 +23,9 @@ DIVERGENCE_FACTOR = 1000.0
 # Which epoch's parameters a run keeps: the one with the lowest validation J (per
 # seed; the test split is never looked at), or simply the last.
 EPOCH_SELECTION = ("best_val", "last")
+# On a CPU, a step's largest intermediate array is kept under this size by splitting
+# the batch into micro-batches (see choose_micro_batch).
+MICRO_BATCH_BYTES = 5 * 2**19
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,18 +57,36 @@ def seed_keys(seeds) -> jax.Array:
   return jax.vmap(jax.random.PRNGKey)(jax.device_put(np.asarray(seeds, np.uint32)))
 
 
-def _epoch_fn(model: Model, optimizer, num_examples: int, batch_size: int):
+def _epoch_fn(model: Model, optimizer, num_examples: int, batch_size: int, micro_batch: int):
   num_batches = num_examples // batch_size
+  num_micro = -(-batch_size // micro_batch)
+  pad = num_micro * micro_batch - batch_size
 
-  def loss_fn(params, x, y):
-    return masked_logistic_loss(model.apply(params, x), y)
+  def loss_sum(params, x, y):  # J times the micro-batch size: sums add up across micro-batches
+    return masked_logistic_loss(model.apply(params, x), y) * y.shape[0]
 
   # The data arrives as arguments, not closed over: a closed-over array would be
   # baked into the compiled program as a constant (tens of MB of HLO per 6k images).
   def epoch(params, opt_state, key, x_NxD, y_NxT):
+    def batch_loss_and_grad(params, idx_B):
+      """J and its gradient over one batch, summed over micro-batches of `micro_batch`
+      examples, so that each micro-batch's activations stay in the CPU's cache. Rows
+      that pad the last micro-batch have every label missing: they add nothing."""
+      idx_MxU = jnp.pad(idx_B, (0, pad)).reshape(num_micro, micro_batch)
+      real_MxU = (jnp.arange(num_micro * micro_batch) < batch_size).reshape(num_micro, micro_batch)
+
+      def add_micro(total, idx_and_real):
+        idx_U, real_U = idx_and_real
+        y_UxT = jnp.where(real_U[:, None], y_NxT[idx_U], MISSING).astype(y_NxT.dtype)
+        return jax.tree.map(jnp.add, total, jax.value_and_grad(loss_sum)(params, x_NxD[idx_U], y_UxT)), None
+
+      zeros = (jnp.zeros(()), jax.tree.map(jnp.zeros_like, params))
+      total, _ = jax.lax.scan(add_micro, zeros, (idx_MxU, real_MxU))
+      return jax.tree.map(lambda t: t / batch_size, total)
+
     def step(carry, idx_B):
       params, opt_state = carry
-      loss, grads = jax.value_and_grad(loss_fn)(params, x_NxD[idx_B], y_NxT[idx_B])
+      loss, grads = batch_loss_and_grad(params, idx_B)
       updates, opt_state = optimizer.update(grads, opt_state, params)
       return (optax.apply_updates(params, updates), opt_state), loss
 
@@ -75,6 +96,41 @@ def _epoch_fn(model: Model, optimizer, num_examples: int, batch_size: int):
     return params, opt_state, losses_K
 
   return epoch, num_batches
+
+
+def per_example_bytes(model: Model, params, x, y) -> int:
+  """Bytes that one more example adds to the largest array of a gradient step: how
+  each intermediate grows from a batch of 3 to a batch of 5, at its maximum (not from
+  1, where some operations trace to different shapes)."""
+  def sizes(batch: int) -> list[int]:
+    x_batch, y_batch = np.resize(x, (batch, *x.shape[1:])), np.resize(y, (batch, *y.shape[1:]))
+    loss = lambda p, x, y: masked_logistic_loss(model.apply(p, x), y)
+    jaxpr = jax.make_jaxpr(jax.grad(loss))(params, x_batch, y_batch).jaxpr
+    return [v.aval.size * v.aval.dtype.itemsize for v in _outvars(jaxpr)]
+  return max([(five - three) // 2 for three, five in zip(sizes(3), sizes(5))], default=0)
+
+
+def _outvars(jaxpr):
+  """Every intermediate array of a jaxpr, its sub-jaxprs' included (pjit, custom_jvp)."""
+  for eqn in jaxpr.eqns:
+    yield from eqn.outvars
+    for param in eqn.params.values():
+      for sub in param if isinstance(param, (tuple, list)) else (param,):
+        if isinstance(sub, jax.extend.core.ClosedJaxpr):
+          yield from _outvars(sub.jaxpr)
+        elif isinstance(sub, jax.extend.core.Jaxpr):
+          yield from _outvars(sub)
+
+
+def choose_micro_batch(model: Model, params, x, y, batch_size: int) -> int:
+  """The whole batch on an accelerator. On a CPU, the fewest micro-batches that keep
+  every intermediate array under MICRO_BATCH_BYTES, so that a step's working set
+  stays in cache: a [128, 8, 8, 576] patch matrix (18 MB) made a width-64 CNN step
+  2x slower than the same step over 16-example micro-batches (benchmarks/run.py)."""
+  if jax.default_backend() != "cpu":
+    return batch_size
+  num_micro = max(1, min(batch_size, -(-batch_size * per_example_bytes(model, params, x, y) // MICRO_BATCH_BYTES)))
+  return -(-batch_size // num_micro)
 
 
 def _val_loss_fn(model: Model, x_val, y_val, chunk: int = 512):
@@ -137,7 +193,7 @@ def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
           pretrained_encoder: Optional[dict] = None, freeze_encoder: bool = False,
           validation: Optional[tuple[np.ndarray, np.ndarray]] = None,
           checkpoints: Optional[EpochCheckpoints] = None,
-          seeds_in_turn: Optional[bool] = None) -> TrainResult:
+          seeds_in_turn: Optional[bool] = None, micro_batch: Optional[int] = None) -> TrainResult:
   """Trains one copy of `model` per seed, all seeds in one compiled program.
 
   Seed s initialises from fold_in(key_s, INIT_STREAM) and shuffles epoch e with
@@ -149,6 +205,8 @@ def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
   config.select_epoch == "best_val" each seed keeps its best epoch's parameters.
   `checkpoints` saves the run every few epochs and resumes it from the latest save.
   `seeds_in_turn` runs the seeds one after another instead of vmapped (default: on a CPU).
+  `micro_batch` splits each batch's gradient into sums over micro-batches of this many
+  examples (default: `choose_micro_batch`); it changes speed and float rounding only.
   """
   if not 1 <= config.batch_size <= len(x_train):
     raise InputError(f"batch size {config.batch_size} must be in [1, {len(x_train)}] "
@@ -161,10 +219,14 @@ def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
   if config.select_epoch == "best_val" and validation is None:
     raise ValueError("select_epoch='best_val' needs validation data")
   optimizer = _optimizer(config, freeze_encoder)
-  epoch, num_batches = _epoch_fn(model, optimizer, len(x_train), config.batch_size)
-
   keys_S = seed_keys(seeds)
   params = jax.vmap(lambda k: model.init(jax.random.fold_in(k, INIT_STREAM)))(keys_S)
+  if micro_batch is None:
+    micro_batch = choose_micro_batch(model, jax.tree.map(lambda p: p[0], params), x_train[:5],
+                                     y_train[:5], config.batch_size)
+  if not 1 <= micro_batch <= config.batch_size:
+    raise InputError(f"micro-batch size {micro_batch} must be in [1, {config.batch_size}] (the batch size)")
+  epoch, num_batches = _epoch_fn(model, optimizer, len(x_train), config.batch_size, micro_batch)
   if pretrained_encoder is not None:
     params = {**params, "encoder": jax.tree.map(jnp.array, pretrained_encoder)}
   opt_state = jax.vmap(optimizer.init)(params)
