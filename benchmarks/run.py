@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Optional
 
 import jax
 import numpy as np
@@ -52,15 +53,33 @@ def _data(num: int, num_tasks: int):
 
 
 def _jax_seconds_per_step(model, x, y, epochs: int, seeds=(0,), seeds_in_turn=None,
-                          micro_batch=None) -> tuple[float, float]:
+                          micro_batch=None, between_epochs=None) -> tuple[float, float]:
   """Median over epochs after the first (which pays for warming up the executable), per
-  step, and the compile time. Each epoch is one lax.scan, timed to its one host sync."""
-  ends = []
-  result = train(model, x, y, list(seeds), TrainConfig(batch_size=BATCH, epochs=epochs),
-                 log=lambda epoch, loss: ends.append(time.perf_counter()), seeds_in_turn=seeds_in_turn,
-                 micro_batch=micro_batch)
+  step, and the compile time. Each epoch is one lax.scan, timed to its one host sync.
+  `between_epochs()` runs after every epoch, outside the timing: a reference measured
+  there samples the same moments of this shared machine as the JAX epochs do."""
+  starts, ends = [None], []
+
+  def log(epoch, loss):
+    ends.append(time.perf_counter())
+    if between_epochs:
+      between_epochs()
+    starts.append(time.perf_counter())
+
+  result = train(model, x, y, list(seeds), TrainConfig(batch_size=BATCH, epochs=epochs), log=log,
+                 seeds_in_turn=seeds_in_turn, micro_batch=micro_batch)
   steps_per_epoch = result.steps // epochs
-  return float(np.median(np.diff(ends))) / steps_per_epoch, result.compile_seconds
+  epoch_seconds = [end - start for start, end in zip(starts[1:], ends[1:])]
+  return float(np.median(epoch_seconds)) / steps_per_epoch, result.compile_seconds
+
+
+def _interleaved(model, x, y, epochs: int, torch_stepper, torch_steps: int) -> tuple[float, float, Optional[float]]:
+  """JAX seconds per step, its compile time, and PyTorch seconds per step (None without
+  torch), with `torch_steps` PyTorch steps spread over the gaps between JAX epochs."""
+  torch_times = []
+  between = torch_stepper and (lambda: torch_times.extend(torch_stepper(-(-torch_steps // epochs))))
+  jax_s, compile_s = _jax_seconds_per_step(model, x, y, epochs, between_epochs=between)
+  return jax_s, compile_s, float(np.median(torch_times)) if torch_times else None
 
 
 def joint_rows(x, y, epochs: int, torch_steps: int) -> list[dict]:
@@ -68,11 +87,12 @@ def joint_rows(x, y, epochs: int, torch_steps: int) -> list[dict]:
   for kind, widths in WIDTHS.items():
     for width in widths[1::2] if QUICK.value else widths:
       spec = EncoderSpec(kind, width, DEPTH[kind])
-      jax_s, compile_s = _jax_seconds_per_step(joint_model(spec, y.shape[1], x.shape[1:]), x, y, epochs)
+      stepper = torch_reference.available() and torch_reference.joint_stepper(kind, width, spec.depth, x, y, BATCH)
+      jax_s, compile_s, torch_s = _interleaved(joint_model(spec, y.shape[1], x.shape[1:]), x, y, epochs,
+                                               stepper, torch_steps)
       row = dict(table="joint", encoder=kind, width=width, depth=spec.depth, tasks=y.shape[1],
                  jax_examples_per_s=round(BATCH / jax_s), jax_compile_s=round(compile_s, 2))
-      if torch_reference.available():
-        torch_s = torch_reference.joint_step_seconds(kind, width, spec.depth, x, y, BATCH, torch_steps)
+      if torch_s:
         row.update(torch_examples_per_s=round(BATCH / torch_s), jax_over_torch=round(torch_s / jax_s, 2))
       rows.append(row)
       _print(row)
@@ -85,16 +105,16 @@ def separate_rows(x, y_all, epochs: int, torch_steps: int) -> list[dict]:
     spec = EncoderSpec(kind, width, DEPTH[kind])
     for num_tasks in (4,) if QUICK.value else (4, 16, 40):
       y = y_all[:, :num_tasks]
-      vmapped_s, compile_s = _jax_seconds_per_step(make_model("separate", spec, num_tasks, x.shape[1:]),
-                                                   x, y, epochs)
+      stepper = torch_reference.available() and torch_reference.separate_stepper(kind, width, spec.depth, x, y, BATCH)
+      vmapped_s, compile_s, torch_s = _interleaved(make_model("separate", spec, num_tasks, x.shape[1:]), x, y,
+                                                   epochs, stepper, torch_steps)
       single = joint_model(spec, 1, x.shape[1:])
       loop_s = sum(_jax_seconds_per_step(single, x, y[:, j:j + 1], epochs)[0] for j in range(num_tasks))
       row = dict(table="separate", encoder=kind, width=width, depth=spec.depth, tasks=num_tasks,
                  jax_vmapped_examples_per_s=round(BATCH / vmapped_s),
                  jax_loop_examples_per_s=round(BATCH / loop_s),
                  vmapped_over_loop=round(loop_s / vmapped_s, 2), jax_compile_s=round(compile_s, 2))
-      if torch_reference.available():
-        torch_s = torch_reference.separate_step_seconds(kind, width, spec.depth, x, y, BATCH, torch_steps)
+      if torch_s:
         row.update(torch_loop_examples_per_s=round(BATCH / torch_s),
                    jax_over_torch=round(torch_s / vmapped_s, 2))
       rows.append(row)
@@ -135,13 +155,16 @@ def seed_rows(x, y, epochs: int) -> list[dict]:
 
 def micro_batch_rows(x, y, epochs: int) -> list[dict]:
   """The gradient over the whole batch at once vs summed over micro-batches of the
-  size that train() picks by default (choose_micro_batch)."""
+  size that train() picks by default on a CPU (choose_micro_batch)."""
   rows = []
   for arm, width in [("joint", 16), ("joint", 32), ("joint", 64), ("separate", 16)]:
     model = make_model(arm, EncoderSpec("cnn", width, 3), y.shape[1], x.shape[1:])
     micro = choose_micro_batch(model, model.init(jax.random.PRNGKey(0)), x[:5], y[:5], BATCH)
-    whole_s, _ = _jax_seconds_per_step(model, x, y, epochs, micro_batch=BATCH)
-    micro_s, _ = _jax_seconds_per_step(model, x, y, epochs, micro_batch=micro)
+    # Alternated over rounds, the best round of each kept: a burst of load from other
+    # users of the machine then slows one round, not one side of the comparison.
+    rounds = [[_jax_seconds_per_step(model, x, y, epochs, micro_batch=size)[0] for size in (BATCH, micro)]
+              for _ in range(1 if QUICK.value else 3)]
+    whole_s, micro_s = np.min(rounds, axis=0)
     row = dict(table="micro_batch", arm=arm, encoder="cnn", width=width, tasks=y.shape[1], micro_batch=micro,
                whole_batch_ms_per_step=round(1000 * whole_s, 1), micro_batch_ms_per_step=round(1000 * micro_s, 1),
                micro_batch_speedup=round(whole_s / micro_s, 2))

@@ -61,30 +61,40 @@ def _batches(x: np.ndarray, y: np.ndarray, batch_size: int, steps: int, seed: in
           for p in picks]
 
 
-def step_seconds(networks_and_tasks, x, y, batch_size: int, steps: int, warmup: int = 3) -> float:
-  """Median seconds of one optimizer step of every (network, task columns) pair, each
-  with its own Adam, one after another as a Python loop would train them."""
+def stepper(networks_and_tasks, x, y, batch_size: int, warmup: int = 3):
+  """A function `run(n)` that trains every (network, task columns) pair for n more
+  steps, each with its own Adam, one after another as a Python loop would train
+  them, and returns the seconds of each step. Batches are made up front and cycled."""
   import torch
   torch.manual_seed(0)
   trainers = [(net, columns, torch.optim.Adam(net.parameters(), lr=3e-3))
               for net, columns in networks_and_tasks]
-  times = []
-  for i, (xb, yb) in enumerate(_batches(x, y, batch_size, steps + warmup)):
-    start = time.perf_counter()
-    for net, columns, optimizer in trainers:
-      optimizer.zero_grad(set_to_none=True)
-      masked_logistic_loss(net(xb), yb[:, columns]).backward()
-      optimizer.step()
-    if i >= warmup:
+  batches = _batches(x, y, batch_size, 16)
+  done = 0
+
+  def run(steps: int) -> list[float]:
+    nonlocal done
+    times = []
+    for _ in range(steps):
+      xb, yb = batches[done % len(batches)]
+      start = time.perf_counter()
+      for net, columns, optimizer in trainers:
+        optimizer.zero_grad(set_to_none=True)
+        masked_logistic_loss(net(xb), yb[:, columns]).backward()
+        optimizer.step()
       times.append(time.perf_counter() - start)
-  return float(np.median(times))
+      done += 1
+    return times
+
+  run(warmup)
+  return run
 
 
-def joint_step_seconds(kind, width, depth, x, y, batch_size, steps) -> float:
-  net = network(kind, width, depth, y.shape[1], x.shape[1:])
-  return step_seconds([(net, list(range(y.shape[1])))], x, y, batch_size, steps)
+def joint_stepper(kind, width, depth, x, y, batch_size):
+  return stepper([(network(kind, width, depth, y.shape[1], x.shape[1:]), list(range(y.shape[1])))],
+                 x, y, batch_size)
 
 
-def separate_step_seconds(kind, width, depth, x, y, batch_size, steps) -> float:
-  nets = [(network(kind, width, depth, 1, x.shape[1:]), [j]) for j in range(y.shape[1])]
-  return step_seconds(nets, x, y, batch_size, steps)
+def separate_stepper(kind, width, depth, x, y, batch_size):
+  return stepper([(network(kind, width, depth, 1, x.shape[1:]), [j]) for j in range(y.shape[1])],
+                 x, y, batch_size)
