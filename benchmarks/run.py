@@ -11,6 +11,8 @@ Prints one table per question and writes every row to --json:
   tasks      the joint step's cost as T grows from 4 to 40;
   seeds      three seeds in one program, vmapped vs in turn;
   micro_batch  CNN steps with the gradient over the whole batch vs over micro-batches;
+  flops      achieved FLOP/s of the widest networks, float32 and bfloat16, against the
+             device's own large-matmul rate;
   data       scenes generated per second;
   memory     peak host RSS (and device memory where the backend reports it);
   launch     wall time of `python launch.py` with no flags (only with --launch).
@@ -32,7 +34,8 @@ from absl import app, flags, logging
 
 from benchmarks import torch_reference
 from mtl_jax.data import driving
-from mtl_jax.models import EncoderSpec, joint_model, make_model
+from mtl_jax.losses import masked_logistic_loss
+from mtl_jax.models import DTYPES, EncoderSpec, joint_model, make_model
 from mtl_jax.provenance import provenance
 from mtl_jax.train import TrainConfig, choose_micro_batch, train
 
@@ -173,6 +176,40 @@ def micro_batch_rows(x, y, epochs: int) -> list[dict]:
   return rows
 
 
+def _matmul_flop_per_s(dtype: str, size: int = 4096) -> float:
+  """The device's measured rate for one large square matmul in `dtype`."""
+  a = jax.device_put(np.ones((size, size), np.float32)).astype(dtype)
+  matmul = jax.jit(lambda a: a @ a)
+  jax.block_until_ready(matmul(a))
+  times = []
+  for _ in range(5):
+    start = time.perf_counter()
+    jax.block_until_ready(matmul(a))
+    times.append(time.perf_counter() - start)
+  return 2 * size ** 3 / float(np.median(times))
+
+
+def flop_rows(x, y, epochs: int) -> list[dict]:
+  """Achieved FLOP/s of the widest joint CNN and MLP, float32 and bfloat16 compute:
+  XLA's count of one gradient step's floating-point operations over its measured time,
+  against the same device's rate for a large matmul in that dtype."""
+  rows = []
+  matmul_rate = {dtype: _matmul_flop_per_s(dtype) for dtype in DTYPES}
+  for kind in ("cnn", "mlp"):
+    for dtype in DTYPES:
+      model = joint_model(EncoderSpec(kind, WIDTHS[kind][-1], DEPTH[kind], dtype), y.shape[1], x.shape[1:])
+      step_s, _ = _jax_seconds_per_step(model, x, y, epochs)
+      grad = jax.jit(jax.grad(lambda p, xb, yb: masked_logistic_loss(model.apply(p, xb), yb)))
+      flops = grad.lower(model.init(jax.random.PRNGKey(0)), x[:BATCH], y[:BATCH]).compile().cost_analysis()["flops"]
+      row = dict(table="flops", encoder=kind, width=WIDTHS[kind][-1], dtype=dtype, ms_per_step=round(1000 * step_s, 2),
+                 gflop_per_step=round(flops / 1e9, 3), achieved_tflop_per_s=round(flops / step_s / 1e12, 3),
+                 matmul_tflop_per_s=round(matmul_rate[dtype] / 1e12, 3),
+                 fraction_of_matmul_rate=round(flops / step_s / matmul_rate[dtype], 2))
+      rows.append(row)
+      _print(row)
+  return rows
+
+
 def data_row() -> dict:
   driving.render_scenes(256, 1)  # compiles the renderer
   start = time.perf_counter()
@@ -219,6 +256,7 @@ def main(argv):
                          ("joint step as T grows", lambda: task_rows(x, y_all, epochs)),
                          ("3 seeds in one program", lambda: seed_rows(x, y4, epochs)),
                          ("micro-batches (CPU default) vs the whole batch", lambda: micro_batch_rows(x, y4, epochs)),
+                         ("achieved FLOP/s, float32 and bfloat16", lambda: flop_rows(x, y4, epochs)),
                          ("data generation", lambda: [data_row()]),
                          ("memory", lambda: [memory_row()])] + (
                              [("launch.py with no flags", lambda: [launch_row()])] if LAUNCH.value else []):
