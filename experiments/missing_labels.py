@@ -89,7 +89,8 @@ def main(argv):
     rows += summarize_arms({"joint": records}, records[0]["task_names"], keys)
   for (frac, handling) in empty:
     rows.append(dict(missing_frac=frac, label_handling=handling, train_examples=0, train_labels=0,
-                     split="test", metric="auc", task="mean", arm="joint", mean=np.nan, ci95=np.nan, n=0))
+                     split="test", metric="auc", task="mean", arm="joint", mean=np.nan, ci95=np.nan, n=0,
+                     diverged=0))
   first = next(iter(groups.values()))[0]
   title = (f"{first.data.dataset}: joint {first.encoder.kind} width {first.encoder.width} "
            f"depth {first.encoder.depth}, {first.data.num_train or 'all'} train, {first.train.epochs} epochs, "

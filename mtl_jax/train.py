@@ -1,6 +1,7 @@
 """Training: a jitted step, epochs fused with `lax.scan`, data resident on the device,
 and several seeds trained in one program over stacked parameters (vmapped on
-accelerators, in turn on a CPU)."""
+accelerators, in turn on a CPU). On a CPU each step's gradient is summed over
+micro-batches that keep its activations in cache."""
 import dataclasses
 import functools
 import time
@@ -10,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.extend.core import ClosedJaxpr, Jaxpr
 
 from mtl_jax.checkpoints import EpochCheckpoints
 from mtl_jax.errors import InputError
@@ -18,7 +20,8 @@ from mtl_jax.models import Model
 
 INIT_STREAM, SHUFFLE_STREAM = 0, 1
 OPTIMIZERS = {"adam": optax.adam, "sgd": optax.sgd}
-# A run has diverged once its training loss is NaN or inf, or this many times its first step's.
+# A run has diverged once its training loss is NaN or inf, or this many times its first
+# positive step loss (batches without any label have a loss of 0).
 DIVERGENCE_FACTOR = 1000.0
 # Which epoch's parameters a run keeps: the one with the lowest validation J (per
 # seed; the test split is never looked at), or simply the last.
@@ -45,7 +48,7 @@ class TrainResult:
   val_loss_ExS: Optional[np.ndarray]
   selected_epoch_S: np.ndarray  # the epoch (1-based) whose parameters `params` holds, [S] or [S, T]
   # Per seed, the first optimizer step (1-based) whose training loss was NaN, inf or above
-  # DIVERGENCE_FACTOR times the first step's; 0 if none.
+  # DIVERGENCE_FACTOR times the first positive step loss; 0 if none.
   diverged_step_S: np.ndarray
   seconds: float  # training only; compilation is timed apart
   compile_seconds: float
@@ -116,9 +119,9 @@ def _outvars(jaxpr):
     yield from eqn.outvars
     for param in eqn.params.values():
       for sub in param if isinstance(param, (tuple, list)) else (param,):
-        if isinstance(sub, jax.extend.core.ClosedJaxpr):
+        if isinstance(sub, ClosedJaxpr):
           yield from _outvars(sub.jaxpr)
-        elif isinstance(sub, jax.extend.core.Jaxpr):
+        elif isinstance(sub, Jaxpr):
           yield from _outvars(sub)
 
 
@@ -306,8 +309,12 @@ def _initial_state(params, opt_state, selection_shape: tuple[int, ...], epochs: 
 def _record_epoch(state: dict, losses_SxK: np.ndarray, epoch: int) -> None:
   """The epoch's mean loss, and the first step of each seed whose loss went bad."""
   state["loss_ExS"][epoch] = losses_SxK.mean(axis=1)
-  if epoch == 0:
-    state["first_loss_S"][:] = losses_SxK[:, 0]
+  # The reference is each seed's first step with a positive loss: with scarce labels a
+  # batch can hold none, and its J of 0 would make any later step look 1000x worse.
+  positive_SxK = losses_SxK > 0
+  first_positive_S = losses_SxK[np.arange(len(losses_SxK)), positive_SxK.argmax(axis=1)]
+  unset_S = (state["first_loss_S"] == 0) & positive_SxK.any(axis=1)
+  state["first_loss_S"][unset_S] = first_positive_S[unset_S]
   # Adam at a huge learning rate can send a stable loss to 1e9 without a NaN; such a
   # run is as lost as one that overflows.
   bad_SxK = ~np.isfinite(losses_SxK) | (losses_SxK > DIVERGENCE_FACTOR * state["first_loss_S"][:, None])

@@ -13,7 +13,7 @@ import numpy as np
 from entry_points import ROOT, launch_in_process
 
 from mtl_jax.checkpoints import CheckpointSettings, EpochCheckpoints
-from mtl_jax.models import EncoderSpec, separate_models
+from mtl_jax.models import EncoderSpec, joint_model, separate_models
 from mtl_jax.results import read_results, summarize_arms
 from mtl_jax.train import TrainConfig, train
 
@@ -173,3 +173,15 @@ def test_resume_flag_continues_a_killed_run_to_the_uninterrupted_result(tmp_path
   for a, b in zip(_records(killed_out), _records(clean_out)):
     assert a["hash"] == b["hash"] and a["metrics"] == b["metrics"]
   assert not (killed_out / "checkpoints").exists()
+
+
+def test_batches_without_labels_before_the_first_labelled_one_are_no_divergence():
+  # One labelled example among 64: a batch of 8 mostly holds no label and has J = 0, so
+  # the step whose batch holds it must not count as a 1000x jump from the first step.
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(64, 5)).astype(np.float32)
+  y = np.full((64, 1), -1, np.int8)
+  y[0] = 1
+  result = train(joint_model(EncoderSpec("mlp", 4, 1), 1, (5,)), x, y, list(range(8)),
+                 TrainConfig(batch_size=8, epochs=2))
+  assert (result.loss_ExS > 0).all() and (result.diverged_step_S == 0).all()
