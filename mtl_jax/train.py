@@ -38,6 +38,9 @@ class TrainConfig:
   epochs: int = 10
   optimizer: str = "adam"  # a key of OPTIMIZERS
   select_epoch: str = "last"  # one of EPOCH_SELECTION; best_val needs validation data
+  # The tasks whose validation loss selects the epoch, by name; empty: every task. An
+  # experiment about one target task selects on that task alone.
+  select_tasks: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass
