@@ -15,10 +15,10 @@ from absl import app, flags, logging
 
 import numpy as np
 
-from mtl_jax.data.datasets import (DATASETS, DataConfig, MultiTaskData, load_dataset, read_kind,
-                                   with_file_digest)
+from mtl_jax.data.datasets import DATASETS, DataConfig, MultiTaskData, load_dataset, read_kind
 from mtl_jax.errors import InputError
-from mtl_jax.models import DTYPES, ENCODERS, EncoderSpec
+from mtl_jax.methods import DEFAULT_METHOD, METHODS
+from mtl_jax.models import DTYPES, ENCODERS, MODELS, SEPARATE_ARM, EncoderSpec
 from mtl_jax.data.driving import SceneConfig
 from mtl_jax.checkpoints import CheckpointSettings
 from mtl_jax.results import RESULTS_FILE
@@ -73,6 +73,16 @@ OPTIMIZER = flags.DEFINE_enum("optimizer", "adam", list(OPTIMIZERS), "optax opti
 SELECT_EPOCH = flags.DEFINE_enum(
     "select_epoch", "best_val", EPOCH_SELECTION, "Which epoch's parameters each seed keeps: "
     "best_val, the lowest validation loss (the test split never chooses), or last.")
+METHOD = flags.DEFINE_enum(
+    "method", DEFAULT_METHOD, list(METHODS), "MTL method: how the joint network's per-task "
+    "losses become one update (ew: their sum, the course note's J). Separate networks "
+    "always train with ew: each has one task.")
+ARCH = flags.DEFINE_enum(
+    "arch", "hps", [name for name in MODELS if name != SEPARATE_ARM], "How the joint "
+    "network shares: hps, hard parameter sharing (one encoder, a head per task).")
+PATIENCE = flags.DEFINE_integer(
+    "patience", 0, "Stop a group of seeds once none has improved its validation loss for this "
+    "many epochs (0: train every epoch).", lower_bound=0)
 DATA_SEED = flags.DEFINE_integer("data_seed", 0, "Seed of the generated dataset and its missing-label mask.")
 OUT_DIR = flags.DEFINE_string(
     "out_dir", None, "Where results.jsonl, summary.csv and the plot go (default: runs/EXPERIMENT).")
@@ -115,13 +125,13 @@ def data_config() -> DataConfig:
   missing labels unless the sizes or --missing_frac were set."""
   read = read_kind(DATASET.value) is not None
   size = lambda flag: None if read and not _chosen(flag) else flag.value
-  return with_file_digest(DataConfig(
+  return DataConfig(
       dataset=DATASET.value, num_train=size(NUM_TRAIN), num_val=size(NUM_VAL),
       num_test=size(NUM_TEST), val_frac=VAL_FRAC.value, test_frac=TEST_FRAC.value,
       label_columns=tuple(LABEL_COLUMNS.value), data_dir=DATA_DIR.value,
       missing_frac=0.0 if read and not _chosen(MISSING_FRAC) else MISSING_FRAC.value,
       label_budget=task_budget(), data_seed=DATA_SEED.value,
-      scenes=SceneConfig(image_size=IMAGE_SIZE.value)))
+      scenes=SceneConfig(image_size=IMAGE_SIZE.value))
 
 
 def generated_train_size() -> int | None:
@@ -139,7 +149,7 @@ def train_config() -> TrainConfig:
   if generated_train_size() and BATCH_SIZE.value > NUM_TRAIN.value:
     raise InputError(f"--batch_size={BATCH_SIZE.value} exceeds --num_train={NUM_TRAIN.value}")
   return TrainConfig(LEARNING_RATE.value, BATCH_SIZE.value, EPOCHS.value, OPTIMIZER.value,
-                     SELECT_EPOCH.value)
+                     SELECT_EPOCH.value, patience=PATIENCE.value, method=METHOD.value)
 
 
 def out_dir(experiment: str) -> str:

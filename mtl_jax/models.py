@@ -6,7 +6,7 @@ heads; `separate_models` stacks T single-task networks of the same architecture 
 a leading parameter axis and runs them with `jax.vmap`, so they train as one program.
 """
 import dataclasses
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Optional
 
 import flax.linen as nn
 import jax
@@ -91,11 +91,21 @@ class MultiTaskNet(nn.Module):
 
 
 class Model(NamedTuple):
+  """Pure functions over a parameter pytree, plus what training must know about them."""
   init: Callable[[jax.Array], dict]
   apply: Callable[[dict, jax.Array], jax.Array]
   # True when every parameter has a leading task axis and task j's logits depend on
   # slice j alone (separate networks): then each task's network can keep its own epoch.
   per_task_params: bool = False
+  # Top-level parameter keys that every task's loss reaches (what a combination step
+  # gets per-task gradients of, what transfer learning pretrains and freezing freezes);
+  # the rest are task-specific. Empty: nothing is shared.
+  shared: tuple[str, ...] = ()
+  # The split apply = decode(params, encode(params, x)) at the shared representation
+  # [B, F], for methods that take per-task gradients of it (MGDA-UB); None if the
+  # architecture has no single shared representation.
+  encode: Optional[Callable[[dict, jax.Array], jax.Array]] = None
+  decode: Optional[Callable[[dict, jax.Array], jax.Array]] = None
 
 
 def _as_float(x):
@@ -104,21 +114,29 @@ def _as_float(x):
 
 
 def joint_model(encoder: EncoderSpec, num_tasks: int, input_shape: tuple[int, ...]) -> Model:
-  """One shared encoder and `num_tasks` heads."""
+  """Hard parameter sharing: one shared encoder and `num_tasks` heads."""
   net = MultiTaskNet(encoder, num_tasks)
   dummy_x = jnp.zeros((1, *input_shape), jnp.float32)
+  encoder_net = (MLPEncoder if encoder.kind == "mlp" else CNNEncoder)(encoder.width, encoder.depth)
+  heads_net = nn.Dense(num_tasks)
+  compute = jnp.dtype(encoder.dtype)
 
   def init(key):
     return net.init(key, dummy_x)["params"]
 
-  compute = jnp.dtype(encoder.dtype)
+  def cast(params):  # gradients flow back through the casts to float32 params
+    return params if compute == jnp.float32 else jax.tree.map(lambda p: p.astype(compute), params)
 
   def apply(params, x):
-    if compute != jnp.float32:  # gradients flow back through the casts to float32 params
-      params = jax.tree.map(lambda p: p.astype(compute), params)
-    return net.apply({"params": params}, _as_float(x).astype(compute)).astype(jnp.float32)
+    return net.apply({"params": cast(params)}, _as_float(x).astype(compute)).astype(jnp.float32)
 
-  return Model(init, apply)
+  def encode(params, x):
+    return encoder_net.apply({"params": cast(params["encoder"])}, _as_float(x).astype(compute))
+
+  def decode(params, features_BxF):
+    return heads_net.apply({"params": cast(params["heads"])}, features_BxF).astype(jnp.float32)
+
+  return Model(init, apply, shared=("encoder",), encode=encode, decode=decode)
 
 
 def separate_models(encoder: EncoderSpec, num_tasks: int, input_shape: tuple[int, ...]) -> Model:
@@ -135,14 +153,33 @@ def separate_models(encoder: EncoderSpec, num_tasks: int, input_shape: tuple[int
   return Model(init, apply, per_task_params=True)
 
 
-def make_model(arm: str, encoder: EncoderSpec, num_tasks: int, input_shape) -> Model:
-  """`arm`: "separate" for one network per task; any other arm (joint, or a fine-tuned
-  transfer arm) is one shared encoder with a head per task."""
+# Architectures by name: a builder (encoder, num_tasks, input_shape) -> Model. Adding
+# one is a builder function and a line here.
+MODELS: dict[str, Callable[[EncoderSpec, int, tuple[int, ...]], Model]] = {
+    "hps": joint_model,  # hard parameter sharing, the course note's network
+    "separate": separate_models,  # one network per task
+}
+# Experiment arms that are not architectures train the joint architecture (--arch).
+SEPARATE_ARM = "separate"
+
+
+def build_model(arch: str, encoder: EncoderSpec, num_tasks: int, input_shape) -> Model:
+  if arch not in MODELS:
+    raise InputError(f"unknown architecture {arch!r}; choose from {', '.join(MODELS)}")
   if encoder.kind == "cnn" and len(input_shape) != 3:
     raise InputError(f"the cnn encoder needs images [height, width, channels]; this data has "
                      f"inputs of shape {tuple(input_shape)}: use --encoder=mlp")
-  build = separate_models if arm == "separate" else joint_model
-  return build(encoder, num_tasks, tuple(input_shape))
+  return MODELS[arch](encoder, num_tasks, tuple(input_shape))
+
+
+def make_model(arm: str, encoder: EncoderSpec, num_tasks: int, input_shape, arch: str = "hps") -> Model:
+  """The model of an experiment arm: "separate" is one network per task; any other
+  arm (joint, a fine-tuned transfer arm, a single-task baseline) is `arch`."""
+  return build_model(SEPARATE_ARM if arm == SEPARATE_ARM else arch, encoder, num_tasks, input_shape)
+
+
+def shared_params(model: Model, params: dict) -> dict:
+  return {k: params[k] for k in model.shared}
 
 
 def param_count(params) -> int:

@@ -10,12 +10,18 @@ from typing import Callable, Iterable, Optional, Sequence
 import numpy as np
 from scipy import stats
 
+from mtl_jax.errors import InputError
 from mtl_jax.metrics import METRICS
 
 RESULTS_FILE = "results.jsonl"
 SUMMARY_FILE = "summary.csv"
 DIFF_ARM = "joint_minus_separate"
 SPLITS = ("val", "test")
+# Bumped whenever training semantics change; a record of another version is never
+# reused (sweep.run_pending retrains it and says how many it set aside).
+# 2: combination step, epoch selection on the selected tasks with budgeted validation
+#    labels, no-epoch-selected status, hashes of the relevant data fields only.
+RESULTS_VERSION = 2
 
 
 def config_hash(config: dict) -> str:
@@ -87,7 +93,24 @@ def write_atomically(path: str, write: Callable[[str], None]) -> None:
 
 
 def diverged(record: dict) -> bool:
-  return record.get("status") == "diverged"
+  """Whether a run is left out of means: it diverged, or no epoch improved on its
+  initial parameters (status 'no_epoch_selected'), so it holds no trained model."""
+  return record.get("status", "ok") != "ok"
+
+
+def seed_of(record: dict) -> int:
+  return record["config"]["seed"]
+
+
+def pair_by_seed(a: list[dict], b: list[dict]) -> np.ndarray:
+  """Indices into `b` of the runs with the seeds of `a`, in `a`'s order: the same
+  seed means the same data order and initialisation stream, so runs pair by seed,
+  never by position. Arms whose seeds differ cannot be paired (InputError)."""
+  seeds_a, seeds_b = [seed_of(r) for r in a], [seed_of(r) for r in b]
+  if sorted(seeds_a) != sorted(seeds_b) or len(set(seeds_a)) != len(seeds_a):
+    raise InputError(f"cannot pair arms by seed: seeds {sorted(seeds_a)} against {sorted(seeds_b)}")
+  position_b = {seed: i for i, seed in enumerate(seeds_b)}
+  return np.array([position_b[seed] for seed in seeds_a], int)
 
 
 def format_cell(row: dict) -> str:
@@ -107,11 +130,10 @@ def _metric(record: dict, split: str, metric: str, task_index: Optional[int]) ->
 def summarize_arms(records_by_arm: dict[str, list[dict]], task_names: Sequence[str],
                    keys: Optional[dict] = None) -> list[dict]:
   """Rows of mean and 95% CI over seeds per split, metric, task ('mean' = the mean over
-  tasks) and arm. With both a joint and a separate arm, also the paired per-seed
-  difference joint - separate (records are in seed order, and the same seed means the
-  same data order). `keys` (e.g. the width of a sweep point) lead every row. Diverged
-  runs are left out; `diverged` counts them (for the difference, the seeds where either
-  arm diverged)."""
+  tasks) and arm. With both a joint and a separate arm, also the difference joint -
+  separate paired by seed (pair_by_seed). `keys` (e.g. the width of a sweep point)
+  lead every row. Diverged runs (and runs with no selected epoch) are left out;
+  `diverged` counts them (for the difference, the seeds where either arm failed)."""
   rows = []
   tasks = list(enumerate(task_names)) + [(None, "mean")]
   for split in SPLITS:
@@ -121,8 +143,9 @@ def summarize_arms(records_by_arm: dict[str, list[dict]], task_names: Sequence[s
                   for arm, records in records_by_arm.items()}
         failed = {arm: np.array([diverged(r) for r in records]) for arm, records in records_by_arm.items()}
         if {"joint", "separate"} <= values.keys():
-          values[DIFF_ARM] = values["joint"] - values["separate"]
-          failed[DIFF_ARM] = failed["joint"] | failed["separate"]
+          b = pair_by_seed(records_by_arm["joint"], records_by_arm["separate"])
+          values[DIFF_ARM] = values["joint"] - values["separate"][b]
+          failed[DIFF_ARM] = failed["joint"] | failed["separate"][b]
         for arm, v in values.items():
           mean, ci, n = mean_ci95(v)
           rows.append(dict(**(keys or {}), split=split, metric=metric, task=task, arm=arm,

@@ -9,11 +9,12 @@ import numpy as np
 
 from mtl_jax import metrics
 from mtl_jax.checkpoints import EpochCheckpoints
-from mtl_jax.data.datasets import DataConfig, MultiTaskData, load_dataset
-from mtl_jax.models import EncoderSpec, make_model, param_count
+from mtl_jax import methods
+from mtl_jax.data.datasets import DataConfig, MultiTaskData, data_identity, load_dataset
+from mtl_jax.models import SEPARATE_ARM, EncoderSpec, make_model, param_count, shared_params
 from mtl_jax.provenance import provenance
-from mtl_jax.results import SPLITS, config_hash
-from mtl_jax.train import TrainConfig, predict, train
+from mtl_jax.results import RESULTS_VERSION, SPLITS, config_hash
+from mtl_jax.train import NO_EPOCH, TrainConfig, predict, train
 
 ARMS = ("joint", "separate")
 # Fine-tuning a joint network whose encoder was pretrained on RunConfig.pretrain's data.
@@ -32,17 +33,29 @@ class RunConfig:
   # Transfer arms only: the data the encoder is pretrained on first (same encoder,
   # seed and training settings).
   pretrain: Optional[DataConfig] = None
+  arch: str = "hps"  # a key of models.MODELS: how the joint arms share (--arch)
 
   def __post_init__(self):
     if (self.arm in TRANSFER_ARMS) != (self.pretrain is not None):
       raise ValueError(f"arm {self.arm!r}: pretrain data is needed by, and only by, {TRANSFER_ARMS}")
+    if self.arm == SEPARATE_ARM:
+      # One network per task shares nothing: there is no architecture to choose and
+      # nothing to combine. Normalised, so that a sweep over methods or architectures
+      # trains its separate baseline once.
+      object.__setattr__(self, "arch", SEPARATE_ARM)
+      object.__setattr__(self, "train", dataclasses.replace(self.train, method=methods.DEFAULT_METHOD))
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
 
   @property
   def hash(self) -> str:
-    return config_hash(self.to_dict())
+    """Covers exactly what changes a run: the data's identity (data_identity), not
+    every field of DataConfig, and the results version (training semantics)."""
+    identity = {**self.to_dict(), "data": data_identity(self.data),
+                "pretrain": self.pretrain and data_identity(self.pretrain),
+                "results_version": RESULTS_VERSION}
+    return config_hash(identity)
 
 
 def _json_number(value: float) -> Optional[float]:
@@ -61,17 +74,26 @@ def _split_metrics(logits_NxT: np.ndarray, labels_NxT: np.ndarray) -> dict:
 _last_pretrained: dict[tuple, tuple[dict, float]] = {}
 
 
-def _pretrained_encoder(config: RunConfig, seeds: list[int], log) -> tuple[dict, float]:
-  key = (config.pretrain, config.encoder, config.train, tuple(seeds))
+def _pretrained_shared(config: RunConfig, seeds: list[int], log) -> tuple[dict, float]:
+  """The shared parameters of the joint model pretrained on config.pretrain (selected
+  on all of its tasks), per seed."""
+  train_config = dataclasses.replace(config.train, select_tasks=())
+  key = (config.pretrain, config.encoder, config.arch, train_config, tuple(seeds))
   if key not in _last_pretrained:
     data = load_dataset(config.pretrain)
-    model = make_model("joint", config.encoder, len(data.task_names), data.input_shape)
-    result = train(model, data.train.x, data.train.y, seeds, config.train,
+    model = make_model("joint", config.encoder, len(data.task_names), data.input_shape, config.arch)
+    result = train(model, data.train.x, data.train.y, seeds, train_config,
                    log and (lambda epoch, loss: log(epoch, loss, "pretrain")),
-                   validation=(data.val.x, data.val.y))
+                   validation=(data.val.x, data.val.y), task_names=data.task_names)
     _last_pretrained.clear()
-    _last_pretrained[key] = result.params["encoder"], result.seconds
+    _last_pretrained[key] = shared_params(model, result.params), result.seconds
   return _last_pretrained[key]
+
+
+def _status(diverged_step: int, selected_epoch: np.ndarray) -> str:
+  if diverged_step:
+    return "diverged"
+  return "no_epoch_selected" if np.any(selected_epoch == NO_EPOCH) else "ok"
 
 
 def run_arm(configs: Sequence[RunConfig], data: MultiTaskData,
@@ -84,11 +106,12 @@ def run_arm(configs: Sequence[RunConfig], data: MultiTaskData,
   first = configs[0]
   assert all(dataclasses.replace(c, seed=first.seed) == first for c in configs)
   seeds = [c.seed for c in configs]
-  model = make_model(first.arm, first.encoder, len(data.task_names), data.input_shape)
-  encoder, pretrain_seconds = _pretrained_encoder(first, seeds, log) if first.pretrain else (None, 0.0)
+  model = make_model(first.arm, first.encoder, len(data.task_names), data.input_shape, first.arch)
+  shared, pretrain_seconds = _pretrained_shared(first, seeds, log) if first.pretrain else (None, 0.0)
   result = train(model, data.train.x, data.train.y, seeds, first.train, log,
-                 pretrained_encoder=encoder, freeze_encoder=first.arm == "transfer_frozen",
-                 validation=(data.val.x, data.val.y), checkpoints=checkpoints)
+                 pretrained_shared=shared, freeze_shared=first.arm == "transfer_frozen",
+                 validation=(data.val.x, data.val.y), checkpoints=checkpoints,
+                 task_names=data.task_names)
   logits = {split: predict(model, result.params, getattr(data, split).x) for split in EVAL_SPLITS}
   params_per_seed = param_count(result.params) // len(seeds)
   wall_seconds = time.perf_counter() - start
@@ -97,12 +120,16 @@ def run_arm(configs: Sequence[RunConfig], data: MultiTaskData,
     records.append({
         "experiment": config.experiment,
         "hash": config.hash,
+        "results_version": RESULTS_VERSION,
         "config": config.to_dict(),
         "task_names": list(data.task_names),
         # Which examples each split holds; the selected epoch was chosen on "val" alone.
         "splits": data.origins,
-        # An int, or one per task for separate networks (each keeps its own best epoch).
+        # An int, or one per task for separate networks (each keeps its own best epoch);
+        # 0 where no epoch improved the validation loss of the initial parameters.
         "selected_epoch": result.selected_epoch_S[s].tolist(),
+        "epochs_trained": len(result.loss_ExS),
+        "stopped_early": result.stopped_early,
         "val_loss_per_epoch": np.vectorize(_json_number, otypes=[object])(
             result.val_loss_ExS[:, s]).tolist(),
         "param_count": params_per_seed,
@@ -116,8 +143,9 @@ def run_arm(configs: Sequence[RunConfig], data: MultiTaskData,
         "wall_seconds_all_seeds": round(wall_seconds, 3),
         "provenance": provenance(),
         "final_train_loss": _json_number(result.loss_ExS[-1, s]),
-        # A diverged run (training loss NaN, inf or exploded) is kept on file but left out of means.
-        "status": "diverged" if result.diverged_step_S[s] else "ok",
+        # A diverged run (training loss NaN, inf or exploded), or one where no epoch
+        # improved on the initial parameters, is kept on file but left out of means.
+        "status": _status(result.diverged_step_S[s], result.selected_epoch_S[s]),
         "diverged_at_step": int(result.diverged_step_S[s]) or None,
         "metrics": {split: _split_metrics(logits[split][s], getattr(data, split).y)
                     for split in EVAL_SPLITS},

@@ -11,8 +11,9 @@ import numpy as np
 
 from mtl_jax.data.datasets import GENERATED, DataConfig, MultiTaskData
 from mtl_jax.errors import InputError
+from mtl_jax.methods import DEFAULT_METHOD
 from mtl_jax.checkpoints import CheckpointSettings, EpochCheckpoints
-from mtl_jax.results import append_result, config_hash, read_results
+from mtl_jax.results import RESULTS_VERSION, append_result, config_hash, read_results
 from mtl_jax.runs import RunConfig, run_arm
 
 
@@ -23,8 +24,10 @@ class SweepInterrupted(Exception):
 def describe(config: RunConfig) -> str:
   """One line saying what sets this group apart, for progress output."""
   e, d = config.encoder, config.data
-  parts = [f"{config.arm} {e.kind} w{e.width} d{e.depth}" + (f" {e.dtype}" if e.dtype != "float32" else ""), f"{d.missing_frac:.0%} missing"
-           if d.missing_frac or d.dataset in GENERATED else "own missing labels"]
+  arm = config.arm + (f" {config.arch}" if config.arch not in ("hps", config.arm) else "")
+  arm += f" {config.train.method}" if config.train.method != DEFAULT_METHOD else ""
+  parts = [f"{arm} {e.kind} w{e.width} d{e.depth}" + (f" {e.dtype}" if e.dtype != "float32" else ""),
+           f"{d.missing_frac:.0%} missing" if d.missing_frac or d.dataset in GENERATED else "own missing labels"]
   if d.label_handling != "mask":
     parts[-1] += f" ({d.label_handling.replace('_', ' ')})"
   if d.dataset == "related":
@@ -46,12 +49,18 @@ def run_pending(groups: Sequence[Sequence[RunConfig]],
   once for consecutive groups on the same data; with train_missing=False a missing run
   is an error instead. `checkpointing` (its directory the root for all groups) saves
   each group's training every few epochs, in a folder named by the runs it trains."""
-  done = {r["hash"]: r for r in read_results(results_path)}
+  records = read_results(results_path)
+  done = {r["hash"]: r for r in records if r.get("results_version") == RESULTS_VERSION}
+  stale = len(records) - len([r for r in records if r.get("results_version") == RESULTS_VERSION])
+  if stale:
+    print(f"  {results_path}: {stale} runs from an older version of the training code are set "
+          f"aside, not reused (results version {RESULTS_VERSION} changed what a run computes); "
+          "runs these flags need are trained again", flush=True)
   missing = sum(c.hash not in done for group in groups for c in group)
   if missing and not train_missing:
     total = sum(len(group) for group in groups)
-    raise InputError(f"{missing} of the {total} runs these flags ask for are not in {results_path}; "
-                     "run without --plot_only first")
+    raise InputError(f"{missing} of the {total} runs these flags ask for are not in {results_path}"
+                     f"{' (at this results version)' if stale else ''}; run without --plot_only first")
   load_data = functools.lru_cache(maxsize=1)(load_data)
   try:
     _train_groups(groups, load_data, results_path, done, train_missing, checkpointing)
@@ -104,7 +113,23 @@ def _train_groups(groups, load_data, results_path: str, done: dict, train_missin
         print(f"  {name}: seed {record['config']['seed']} diverged at step "
               f"{record['diverged_at_step']} (loss NaN, inf or exploded); recorded, left out of the means",
               flush=True)
+      elif record["status"] == "no_epoch_selected":
+        print(f"  {name}: seed {record['config']['seed']}: no epoch improved the validation loss of "
+              "the initial parameters (NaN or flat); recorded, left out of the means", flush=True)
+    _say_if_still_improving(name, records)
     r = records[0]
     print(f"  {name}: {r['param_count']:,} parameters per seed, "
           f"{r['train_steps'] / r['train_seconds_all_seeds']:.1f} steps/s for all seeds together",
           flush=True)
+
+
+def _say_if_still_improving(name: str, records: list[dict]) -> None:
+  """One line when most seeds (and tasks) selected their last epoch: the validation
+  loss was still falling, so the comparison is of models that had not finished."""
+  if records[0]["config"]["train"]["select_epoch"] != "best_val":
+    return
+  selected = np.concatenate([np.ravel(r["selected_epoch"]) for r in records])
+  last = np.concatenate([np.full(np.size(r["selected_epoch"]), r["epochs_trained"]) for r in records])
+  if np.mean(selected == last) > 0.5:
+    print(f"  {name}: {np.sum(selected == last)} of {selected.size} models selected their last "
+          "epoch: still improving, more --epochs may help", flush=True)

@@ -1,24 +1,28 @@
 """Training: a jitted step, epochs fused with `lax.scan`, data resident on the device,
 and several seeds trained in one program over stacked parameters (vmapped on
-accelerators, in turn on a CPU). On a CPU each step's gradient is summed over
-micro-batches that keep its activations in cache."""
+accelerators, in turn on a CPU). Each step's gradient comes from the MTL method's
+combination step (step.py), on a CPU summed over micro-batches that keep its
+activations in cache (micro_batch.py)."""
 import dataclasses
 import functools
 import time
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.extend.core import ClosedJaxpr, Jaxpr
+from flax import struct
 
+from mtl_jax import methods
 from mtl_jax.checkpoints import EpochCheckpoints
 from mtl_jax.errors import InputError
-from mtl_jax.losses import MISSING, masked_logistic_loss, per_task_logistic_loss
+from mtl_jax.losses import per_task_logistic_loss
+from mtl_jax.micro_batch import choose_micro_batch
 from mtl_jax.models import Model
+from mtl_jax.step import make_batch_gradient
 
-INIT_STREAM, SHUFFLE_STREAM = 0, 1
+INIT_STREAM, SHUFFLE_STREAM, METHOD_STREAM = 0, 1, 2
 OPTIMIZERS = {"adam": optax.adam, "sgd": optax.sgd}
 # A run has diverged once its training loss is NaN or inf, or this many times its first
 # positive step loss (batches without any label have a loss of 0).
@@ -26,9 +30,9 @@ DIVERGENCE_FACTOR = 1000.0
 # Which epoch's parameters a run keeps: the one with the lowest validation J (per
 # seed; the test split is never looked at), or simply the last.
 EPOCH_SELECTION = ("best_val", "last")
-# On a CPU, a step's largest intermediate array is kept under this size by splitting
-# the batch into micro-batches (see choose_micro_batch).
-MICRO_BATCH_BYTES = 5 * 2**19
+# The selected epoch of a run whose validation loss never improved on its initial
+# value (NaN every epoch, say): no epoch was selected, and the record says so.
+NO_EPOCH = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,21 +45,50 @@ class TrainConfig:
   # The tasks whose validation loss selects the epoch, by name; empty: every task. An
   # experiment about one target task selects on that task alone.
   select_tasks: tuple[str, ...] = ()
+  # Stop once no seed (nor, for separate networks, task) has improved its validation
+  # loss for this many epochs; 0: train every epoch.
+  patience: int = 0
+  method: str = methods.DEFAULT_METHOD  # a key of methods.METHODS: the combination step
 
 
 @dataclasses.dataclass
 class TrainResult:
   params: dict  # leaves stacked on a leading seed axis [S, ...], of the selected epochs
   loss_ExS: np.ndarray  # mean training J per epoch and seed
-  # Validation J per epoch and seed ([E, S]; per task, [E, S, T], for separate networks).
+  # The validation loss that selects epochs, per epoch and seed ([E, S]; per task,
+  # [E, S, T], for separate networks): J over the selected tasks.
   val_loss_ExS: Optional[np.ndarray]
-  selected_epoch_S: np.ndarray  # the epoch (1-based) whose parameters `params` holds, [S] or [S, T]
+  # The epoch (1-based) whose parameters `params` holds, [S] or [S, T]; NO_EPOCH where
+  # the validation loss never improved on the initial parameters'.
+  selected_epoch_S: np.ndarray
   # Per seed, the first optimizer step (1-based) whose training loss was NaN, inf or above
   # DIVERGENCE_FACTOR times the first positive step loss; 0 if none.
   diverged_step_S: np.ndarray
   seconds: float  # training only; compilation is timed apart
   compile_seconds: float
-  steps: int  # optimizer steps per seed (fewer than planned if every seed diverged)
+  steps: int  # optimizer steps per seed (fewer than planned if stopped early)
+  stopped_early: bool = False  # by patience, or because every seed diverged
+  method_state: Any = None  # the combination step's final state, stacked over seeds
+
+
+@struct.dataclass
+class TrainState:
+  """What a run carries on the device from epoch to epoch, stacked over seeds."""
+  params: Any
+  opt_state: Any
+  method_state: Any  # the combination step's own state (learned weights, averages)
+  best_params: Any  # of the epoch with the lowest validation loss so far
+  best_val_loss: jax.Array  # [S] or [S, T]
+  best_epoch: jax.Array  # [S] or [S, T]; NO_EPOCH until one improves
+
+
+@dataclasses.dataclass
+class History:
+  """What a run records on the host once per epoch."""
+  loss_ExS: np.ndarray
+  val_loss_Ex: np.ndarray  # [E, *selection shape]
+  first_loss_S: np.ndarray  # each seed's first positive step loss, the divergence reference
+  diverged_step_S: np.ndarray
 
 
 def seed_keys(seeds) -> jax.Array:
@@ -63,86 +96,35 @@ def seed_keys(seeds) -> jax.Array:
   return jax.vmap(jax.random.PRNGKey)(jax.device_put(np.asarray(seeds, np.uint32)))
 
 
-def _epoch_fn(model: Model, optimizer, num_examples: int, batch_size: int, micro_batch: int):
+def _epoch_fn(model: Model, method: methods.Method, optimizer, num_examples: int,
+              batch_size: int, micro_batch: int):
   num_batches = num_examples // batch_size
-  num_micro = -(-batch_size // micro_batch)
-  pad = num_micro * micro_batch - batch_size
-
-  def loss_sum(params, x, y):  # J times the micro-batch size: sums add up across micro-batches
-    return masked_logistic_loss(model.apply(params, x), y) * y.shape[0]
+  batch_gradient = make_batch_gradient(model, method, batch_size, micro_batch)
 
   # The data arrives as arguments, not closed over: a closed-over array would be
   # baked into the compiled program as a constant (tens of MB of HLO per 6k images).
-  def epoch(params, opt_state, key, x_NxD, y_NxT):
-    def batch_loss_and_grad(params, idx_B):
-      """J and its gradient over one batch, summed over micro-batches of `micro_batch`
-      examples, so that each micro-batch's activations stay in the CPU's cache. Rows
-      that pad the last micro-batch have every label missing: they add nothing."""
-      idx_MxU = jnp.pad(idx_B, (0, pad)).reshape(num_micro, micro_batch)
-      real_MxU = (jnp.arange(num_micro * micro_batch) < batch_size).reshape(num_micro, micro_batch)
-
-      def add_micro(total, idx_and_real):
-        idx_U, real_U = idx_and_real
-        y_UxT = jnp.where(real_U[:, None], y_NxT[idx_U], MISSING).astype(y_NxT.dtype)
-        return jax.tree.map(jnp.add, total, jax.value_and_grad(loss_sum)(params, x_NxD[idx_U], y_UxT)), None
-
-      zeros = (jnp.zeros(()), jax.tree.map(jnp.zeros_like, params))
-      total, _ = jax.lax.scan(add_micro, zeros, (idx_MxU, real_MxU))
-      return jax.tree.map(lambda t: t / batch_size, total)
-
-    def step(carry, idx_B):
-      params, opt_state = carry
-      loss, grads = batch_loss_and_grad(params, idx_B)
+  def epoch(params, opt_state, method_state, shuffle_key, method_key, x_NxD, y_NxT):
+    def step(carry, idx_and_step):
+      params, opt_state, method_state = carry
+      idx_B, step_index = idx_and_step
+      losses_T, grads, method_state = batch_gradient(
+          params, method_state, jax.random.fold_in(method_key, step_index), x_NxD, y_NxT, idx_B)
       updates, opt_state = optimizer.update(grads, opt_state, params)
-      return (optax.apply_updates(params, updates), opt_state), loss
+      return (optax.apply_updates(params, updates), opt_state, method_state), losses_T.sum()
 
-    order = jax.random.permutation(key, num_examples)
+    order = jax.random.permutation(shuffle_key, num_examples)
     batches_KxB = order[: num_batches * batch_size].reshape(num_batches, batch_size)
-    (params, opt_state), losses_K = jax.lax.scan(step, (params, opt_state), batches_KxB)
-    return params, opt_state, losses_K
+    (params, opt_state, method_state), losses_K = jax.lax.scan(
+        step, (params, opt_state, method_state), (batches_KxB, jnp.arange(num_batches)))
+    return params, opt_state, method_state, losses_K
 
   return epoch, num_batches
 
 
-def per_example_bytes(model: Model, params, x, y) -> int:
-  """Bytes that one more example adds to the largest array of a gradient step: how
-  each intermediate grows from a batch of 3 to a batch of 5, at its maximum (not from
-  1, where some operations trace to different shapes)."""
-  def sizes(batch: int) -> list[int]:
-    x_batch, y_batch = np.resize(x, (batch, *x.shape[1:])), np.resize(y, (batch, *y.shape[1:]))
-    loss = lambda p, x, y: masked_logistic_loss(model.apply(p, x), y)
-    jaxpr = jax.make_jaxpr(jax.grad(loss))(params, x_batch, y_batch).jaxpr
-    return [v.aval.size * v.aval.dtype.itemsize for v in _outvars(jaxpr)]
-  return max([(five - three) // 2 for three, five in zip(sizes(3), sizes(5))], default=0)
-
-
-def _outvars(jaxpr):
-  """Every intermediate array of a jaxpr, its sub-jaxprs' included (pjit, custom_jvp)."""
-  for eqn in jaxpr.eqns:
-    yield from eqn.outvars
-    for param in eqn.params.values():
-      for sub in param if isinstance(param, (tuple, list)) else (param,):
-        if isinstance(sub, ClosedJaxpr):
-          yield from _outvars(sub.jaxpr)
-        elif isinstance(sub, Jaxpr):
-          yield from _outvars(sub)
-
-
-def choose_micro_batch(model: Model, params, x, y, batch_size: int) -> int:
-  """The whole batch on an accelerator. On a CPU, the fewest micro-batches that keep
-  every intermediate array under MICRO_BATCH_BYTES, so that a step's working set
-  stays in cache: a [128, 8, 8, 576] patch matrix (18 MB) made a width-64 CNN step
-  2x slower than the same step over 16-example micro-batches (benchmarks/run.py)."""
-  if jax.default_backend() != "cpu":
-    return batch_size
-  num_micro = max(1, min(batch_size, -(-batch_size * per_example_bytes(model, params, x, y) // MICRO_BATCH_BYTES)))
-  return -(-batch_size // num_micro)
-
-
-def _val_loss_fn(model: Model, x_val, y_val, chunk: int = 512):
-  """Per seed, J over the whole validation split, [S], or its per-task terms, [S, T],
-  for separate networks. In chunks that bound memory; the last chunk is padded with
-  missing labels, which the masked loss ignores."""
+def _val_loss_fn(model: Model, x_val, y_val, select_T: np.ndarray, chunk: int = 512):
+  """Per seed, the validation loss that selects epochs: the per-task terms of J, [S, T],
+  for separate networks, else their sum over the selected tasks, [S]. In chunks that
+  bound memory; the last chunk is padded with missing labels, which the loss ignores."""
   num_val = len(y_val)
   chunk = min(chunk, num_val)
   pad = -num_val % chunk
@@ -150,27 +132,29 @@ def _val_loss_fn(model: Model, x_val, y_val, chunk: int = 512):
   y = np.concatenate([y_val, np.full((pad, y_val.shape[1]), -1, y_val.dtype)])
   x_CxKx = jax.device_put(x.reshape(-1, chunk, *x.shape[1:]))
   y_CxKxT = jax.device_put(y.reshape(-1, chunk, y.shape[1]))
+  select_T = jax.device_put(np.asarray(select_T, np.float32))
 
-  def val_loss(params, x_CxKx, y_CxKxT):  # arguments, not constants baked into the program
+  def val_loss(params, x_CxKx, y_CxKxT, select_T):  # arguments, not constants baked into the program
     def add_chunk(total_T, xy):
       x_K, y_KxT = xy
       return total_T + per_task_logistic_loss(model.apply(params, x_K), y_KxT) * chunk, None
     total_T, _ = jax.lax.scan(add_chunk, jnp.zeros(y_CxKxT.shape[-1]), (x_CxKx, y_CxKxT))
-    return total_T / num_val if model.per_task_params else total_T.sum() / num_val
+    return total_T / num_val if model.per_task_params else (total_T * select_T).sum() / num_val
 
-  val_loss_S = jax.jit(jax.vmap(val_loss, in_axes=(0, None, None)))
-  return lambda params: val_loss_S(params, x_CxKx, y_CxKxT)
+  val_loss_S = jax.jit(jax.vmap(val_loss, in_axes=(0, None, None, None)))
+  return lambda params: val_loss_S(params, x_CxKx, y_CxKxT, select_T)
 
 
 @jax.jit
-def _keep_best(best_params, best_loss, best_epoch, params, val_loss, epoch):
+def _keep_best(state: TrainState, val_loss, epoch) -> TrainState:
   """The parameters of the epoch with the lowest validation loss so far, per seed [S]
   or per seed and task [S, T] (as the leading axes of the parameters)."""
-  improved = val_loss < best_loss  # a NaN loss never improves
+  improved = val_loss < state.best_val_loss  # a NaN loss never improves
   pick = lambda best, new: jnp.where(
       improved.reshape(improved.shape + (1,) * (new.ndim - improved.ndim)), new, best)
-  return (jax.tree.map(pick, best_params, params), jnp.where(improved, val_loss, best_loss),
-          jnp.where(improved, epoch, best_epoch))
+  return state.replace(best_params=jax.tree.map(pick, state.best_params, state.params),
+                       best_val_loss=jnp.where(improved, val_loss, state.best_val_loss),
+                       best_epoch=jnp.where(improved, epoch, state.best_epoch))
 
 
 def _over_seeds(epoch, in_turn: Optional[bool]):
@@ -179,52 +163,86 @@ def _over_seeds(epoch, in_turn: Optional[bool]):
   XLA:CPU runs the batched matmuls that vmap makes 1.2-1.6x slower than the same
   matmuls in turn (benchmarks/run.py measures both)."""
   if not (jax.default_backend() == "cpu" if in_turn is None else in_turn):
-    return jax.vmap(epoch, in_axes=(0, 0, 0, None, None))
+    return jax.vmap(epoch, in_axes=(0, 0, 0, 0, 0, None, None))
 
-  def in_turn(params_S, opt_state_S, keys_S, x, y):
-    return jax.lax.map(lambda args: epoch(*args, x, y), (params_S, opt_state_S, keys_S))
+  def in_turn(params_S, opt_state_S, method_state_S, shuffle_keys_S, method_keys_S, x, y):
+    return jax.lax.map(lambda args: epoch(*args, x, y),
+                       (params_S, opt_state_S, method_state_S, shuffle_keys_S, method_keys_S))
   return in_turn
 
 
-def _optimizer(config: TrainConfig, freeze_encoder: bool) -> optax.GradientTransformation:
+def _optimizer(config: TrainConfig, model: Model, freeze_shared: bool) -> optax.GradientTransformation:
   optimizer = OPTIMIZERS[config.optimizer](config.learning_rate)
-  if not freeze_encoder:
+  if not freeze_shared:
     return optimizer
-  label = lambda params: {k: jax.tree.map(lambda _: k == "encoder", v) for k, v in params.items()}
+  label = lambda params: {k: jax.tree.map(lambda _: k in model.shared, v) for k, v in params.items()}
   return optax.multi_transform({False: optimizer, True: optax.set_to_zero()}, label)
+
+
+def selection_mask(task_names, select_tasks) -> np.ndarray:
+  """[T] 1.0 for the tasks whose validation loss selects the epoch."""
+  unknown = [t for t in select_tasks if t not in task_names]
+  if unknown:
+    raise InputError(f"epoch selection on task {unknown[0]!r}, which is not one of the tasks "
+                     f"{', '.join(task_names)}")
+  return np.array([not select_tasks or t in select_tasks for t in task_names], np.float32)
+
+
+def _check_selection_labels(y_val, task_names, select_T, per_task: bool) -> None:
+  """A task that selects an epoch needs validation labels: without any, its loss is 0
+  every epoch and epoch 1 would be "selected" on nothing."""
+  unlabelled = [t for t, selects, count in zip(task_names, select_T, np.sum(np.asarray(y_val) != -1, axis=0))
+                if (selects or per_task) and count == 0]
+  if unlabelled:
+    raise InputError(f"task {unlabelled[0]!r} has no validation labels to select an epoch on; "
+                     "label some validation examples, or use --select_epoch=last")
 
 
 def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
           log: Optional[Callable[[int, np.ndarray], None]] = None,
-          pretrained_encoder: Optional[dict] = None, freeze_encoder: bool = False,
+          pretrained_shared: Optional[dict] = None, freeze_shared: bool = False,
           validation: Optional[tuple[np.ndarray, np.ndarray]] = None,
           checkpoints: Optional[EpochCheckpoints] = None,
-          seeds_in_turn: Optional[bool] = None, micro_batch: Optional[int] = None) -> TrainResult:
+          seeds_in_turn: Optional[bool] = None, micro_batch: Optional[int] = None,
+          task_names: Optional[tuple[str, ...]] = None,
+          method: Optional[methods.Method] = None) -> TrainResult:
   """Trains one copy of `model` per seed, all seeds in one compiled program.
 
-  Seed s initialises from fold_in(key_s, INIT_STREAM) and shuffles epoch e with
-  fold_in(fold_in(key_s, SHUFFLE_STREAM), e), so two models trained with the same
-  seeds see exactly the same batches in the same order. `pretrained_encoder` (stacked
-  per seed, as in another TrainResult's params["encoder"]) replaces the encoder's
-  initial weights, for fine-tuning; `freeze_encoder` then trains the heads only.
+  Seed s initialises from fold_in(key_s, INIT_STREAM), shuffles epoch e with
+  fold_in(fold_in(key_s, SHUFFLE_STREAM), e) and gives the method the key
+  fold_in(fold_in(fold_in(key_s, METHOD_STREAM), e), step), so two models trained
+  with the same seeds see exactly the same batches in the same order.
+  `pretrained_shared` (the model's shared parameters, stacked per seed, as in another
+  TrainResult's params) replaces their initial values, for fine-tuning;
+  `freeze_shared` then trains the task-specific parameters only.
   `validation` = (x_val, y_val) is scored after every epoch; with
-  config.select_epoch == "best_val" each seed keeps its best epoch's parameters.
+  config.select_epoch == "best_val" each seed keeps its best epoch's parameters,
+  judged on the tasks config.select_tasks names (`task_names` gives the order).
   `checkpoints` saves the run every few epochs and resumes it from the latest save.
   `seeds_in_turn` runs the seeds one after another instead of vmapped (default: on a CPU).
   `micro_batch` splits each batch's gradient into sums over micro-batches of this many
   examples (default: `choose_micro_batch`); it changes speed and float rounding only.
+  `method` overrides config.method with a Method object (one not in the registry).
   """
   if not 1 <= config.batch_size <= len(x_train):
     raise InputError(f"batch size {config.batch_size} must be in [1, {len(x_train)}] "
                      "(the number of training examples)")
+  if config.method not in methods.METHODS and method is None:
+    raise InputError(f"unknown method {config.method!r}; choose from {', '.join(methods.METHODS)}")
+  method = method or methods.METHODS[config.method]
   x_train, y_train = jax.device_put(x_train), jax.device_put(y_train)  # resident from here on
-  if freeze_encoder and pretrained_encoder is None:
-    raise ValueError("freeze_encoder needs a pretrained_encoder")
+  if freeze_shared and pretrained_shared is None:
+    raise ValueError("freeze_shared needs pretrained_shared")
   if config.select_epoch not in EPOCH_SELECTION:
     raise InputError(f"unknown epoch selection {config.select_epoch!r}; choose from {', '.join(EPOCH_SELECTION)}")
   if config.select_epoch == "best_val" and validation is None:
     raise ValueError("select_epoch='best_val' needs validation data")
-  optimizer = _optimizer(config, freeze_encoder)
+  num_tasks = y_train.shape[1]
+  task_names = task_names or tuple(f"task {j}" for j in range(num_tasks))
+  select_T = selection_mask(task_names, config.select_tasks)
+  if validation is not None and config.select_epoch == "best_val":
+    _check_selection_labels(validation[1], task_names, select_T, model.per_task_params)
+  optimizer = _optimizer(config, model, freeze_shared)
   keys_S = seed_keys(seeds)
   params = jax.vmap(lambda k: model.init(jax.random.fold_in(k, INIT_STREAM)))(keys_S)
   if micro_batch is None:
@@ -232,98 +250,106 @@ def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
                                      y_train[:5], config.batch_size)
   if not 1 <= micro_batch <= config.batch_size:
     raise InputError(f"micro-batch size {micro_batch} must be in [1, {config.batch_size}] (the batch size)")
-  epoch, num_batches = _epoch_fn(model, optimizer, len(x_train), config.batch_size, micro_batch)
-  if pretrained_encoder is not None:
-    params = {**params, "encoder": jax.tree.map(jnp.array, pretrained_encoder)}
+  epoch, num_batches = _epoch_fn(model, method, optimizer, len(x_train), config.batch_size, micro_batch)
+  if pretrained_shared is not None:
+    params = {**params, **jax.tree.map(jnp.array, pretrained_shared)}
   opt_state = jax.vmap(optimizer.init)(params)
-  shuffle_keys_S = jax.vmap(lambda k: jax.random.fold_in(k, SHUFFLE_STREAM))(keys_S)
+  method_state = jax.vmap(lambda _: method.init(num_tasks))(keys_S)
+  stream_keys = lambda stream: jax.vmap(lambda k: jax.random.fold_in(k, stream))(keys_S)
+  shuffle_keys_S, method_keys_S = stream_keys(SHUFFLE_STREAM), stream_keys(METHOD_STREAM)
   compile_start = time.perf_counter()
-  run_epoch = jax.jit(_over_seeds(epoch, seeds_in_turn), donate_argnums=(0, 1)
-                      ).lower(params, opt_state, shuffle_keys_S, x_train, y_train).compile()
+  run_epoch = jax.jit(_over_seeds(epoch, seeds_in_turn), donate_argnums=(0, 1, 2)).lower(
+      params, opt_state, method_state, shuffle_keys_S, method_keys_S, x_train, y_train).compile()
   start = time.perf_counter()
 
-  val_loss_fn = validation and _val_loss_fn(model, *validation)
+  val_loss_fn = validation and _val_loss_fn(model, *validation, select_T)
   # Validation picks one epoch per seed, or per seed and task for separate networks.
-  selection_shape = (len(keys_S), *([y_train.shape[1]] if model.per_task_params else []))
-  state = _initial_state(params, opt_state, selection_shape, config.epochs)
+  selection_shape = (len(keys_S), *([num_tasks] if model.per_task_params else []))
+  state, history = _initial_state(params, opt_state, method_state, selection_shape, config.epochs)
   epochs_done = 0
-  restored = checkpoints and checkpoints.restore(state)
+  restored = checkpoints and checkpoints.restore(_checkpointed(state, history))
   if restored:
-    epochs_done, state = restored
-    state.update({k: np.array(state[k]) for k in _HOST_KEYS})
+    epochs_done, saved = restored
+    state, history = saved["state"], History(**{k: np.array(v) for k, v in saved["history"].items()})
   # Made before the loop, so that the loop itself moves no Python numbers to the device.
   epoch_numbers = jnp.arange(1, config.epochs + 1)
-  epoch_keys = list(jax.vmap(lambda e: jax.vmap(lambda k: jax.random.fold_in(k, e))(shuffle_keys_S))(
+  per_epoch = lambda keys_S: list(jax.vmap(lambda e: jax.vmap(lambda k: jax.random.fold_in(k, e))(keys_S))(
       epoch_numbers - 1))
+  shuffle_epoch_keys, method_epoch_keys = per_epoch(shuffle_keys_S), per_epoch(method_keys_S)
   epoch_numbers = list(epoch_numbers)
+  stopped_early = False
   for e in range(epochs_done, config.epochs):
     # Inside an epoch nothing moves between host and device but its losses, fetched
     # explicitly once at the end (enforced where transfers are real, on accelerators).
     with jax.transfer_guard("disallow"):
-      state["params"], state["opt_state"], losses_SxK = run_epoch(
-          state["params"], state["opt_state"], epoch_keys[e], x_train, y_train)
-      val_loss = val_loss_fn(state["params"]) if val_loss_fn else None
+      params, opt_state, method_state, losses_SxK = run_epoch(
+          state.params, state.opt_state, state.method_state, shuffle_epoch_keys[e],
+          method_epoch_keys[e], x_train, y_train)
+      state = state.replace(params=params, opt_state=opt_state, method_state=method_state)
+      val_loss = val_loss_fn(state.params) if val_loss_fn else None
       if val_loss_fn:
-        state["best_params"], state["best_val_loss"], state["best_epoch"] = _keep_best(
-            state["best_params"], state["best_val_loss"], state["best_epoch"], state["params"],
-            val_loss, epoch_numbers[e])
-      losses_SxK, val_loss = jax.device_get((losses_SxK, val_loss))
+        state = _keep_best(state, val_loss, epoch_numbers[e])
+      losses_SxK, val_loss, best_epoch = jax.device_get((losses_SxK, val_loss, state.best_epoch))
     if val_loss is not None:
-      state["val_loss_Ex"][e] = val_loss
-    _record_epoch(state, losses_SxK, e)
+      history.val_loss_Ex[e] = val_loss
+    _record_epoch(history, losses_SxK, e)
     epochs_done = e + 1
     if checkpoints:
-      checkpoints.save(epochs_done, state)
+      checkpoints.save(epochs_done, _checkpointed(state, history))
     if log:
-      log(epochs_done, state["loss_ExS"][e])
-    if state["diverged_step_S"].all():
-      break  # every seed has diverged: nothing is left to train
+      log(epochs_done, history.loss_ExS[e])
+    if history.diverged_step_S.all() or (
+        config.patience and val_loss_fn and epochs_done - best_epoch.max() >= config.patience):
+      stopped_early = epochs_done < config.epochs
+      break  # every seed has diverged, or none has improved for `patience` epochs
   if config.select_epoch == "best_val":
-    params, selected = state["best_params"], jax.device_get(state["best_epoch"])
+    params, selected = state.best_params, jax.device_get(state.best_epoch)
   else:
-    params, selected = state["params"], np.full(selection_shape, epochs_done)
-  return TrainResult(params, state["loss_ExS"][:epochs_done],
-                     state["val_loss_Ex"][:epochs_done] if val_loss_fn else None, selected,
-                     state["diverged_step_S"], time.perf_counter() - start,
-                     start - compile_start, epochs_done * num_batches)
+    params, selected = state.params, np.full(selection_shape, epochs_done)
+  return TrainResult(params, history.loss_ExS[:epochs_done],
+                     history.val_loss_Ex[:epochs_done] if val_loss_fn else None, selected,
+                     history.diverged_step_S, time.perf_counter() - start,
+                     start - compile_start, epochs_done * num_batches, stopped_early,
+                     state.method_state)
 
 
-# State kept on the host (numpy), updated in place once per epoch.
-_HOST_KEYS = ("loss_ExS", "val_loss_Ex", "first_loss_S", "diverged_step_S")
-
-
-def _initial_state(params, opt_state, selection_shape: tuple[int, ...], epochs: int) -> dict:
+def _initial_state(params, opt_state, method_state, selection_shape: tuple[int, ...],
+                   epochs: int) -> tuple[TrainState, History]:
   """Everything a run carries from epoch to epoch, and so what a checkpoint holds."""
   num_seeds = selection_shape[0]
-  return {
-      "params": params,
-      "opt_state": opt_state,
+  state = TrainState(
+      params=params, opt_state=opt_state, method_state=method_state,
       # A copy, because run_epoch donates (reuses the memory of) the parameters it is given.
-      "best_params": jax.tree.map(jnp.copy, params),
-      "best_val_loss": jnp.full(selection_shape, jnp.inf),
-      "best_epoch": jnp.full(selection_shape, epochs),
-      "loss_ExS": np.full((epochs, num_seeds), np.nan, np.float32),
-      "val_loss_Ex": np.full((epochs, *selection_shape), np.nan, np.float32),
-      "first_loss_S": np.zeros(num_seeds, np.float32),
-      "diverged_step_S": np.zeros(num_seeds, np.int64),
-  }
+      best_params=jax.tree.map(jnp.copy, params),
+      best_val_loss=jnp.full(selection_shape, jnp.inf),
+      best_epoch=jnp.full(selection_shape, NO_EPOCH))
+  history = History(
+      loss_ExS=np.full((epochs, num_seeds), np.nan, np.float32),
+      val_loss_Ex=np.full((epochs, *selection_shape), np.nan, np.float32),
+      first_loss_S=np.zeros(num_seeds, np.float32),
+      diverged_step_S=np.zeros(num_seeds, np.int64))
+  return state, history
 
 
-def _record_epoch(state: dict, losses_SxK: np.ndarray, epoch: int) -> None:
+def _checkpointed(state: TrainState, history: History) -> dict:
+  return {"state": state, "history": dataclasses.asdict(history)}
+
+
+def _record_epoch(history: History, losses_SxK: np.ndarray, epoch: int) -> None:
   """The epoch's mean loss, and the first step of each seed whose loss went bad."""
-  state["loss_ExS"][epoch] = losses_SxK.mean(axis=1)
+  history.loss_ExS[epoch] = losses_SxK.mean(axis=1)
   # The reference is each seed's first step with a positive loss: with scarce labels a
   # batch can hold none, and its J of 0 would make any later step look 1000x worse.
   positive_SxK = losses_SxK > 0
   first_positive_S = losses_SxK[np.arange(len(losses_SxK)), positive_SxK.argmax(axis=1)]
-  unset_S = (state["first_loss_S"] == 0) & positive_SxK.any(axis=1)
-  state["first_loss_S"][unset_S] = first_positive_S[unset_S]
+  unset_S = (history.first_loss_S == 0) & positive_SxK.any(axis=1)
+  history.first_loss_S[unset_S] = first_positive_S[unset_S]
   # Adam at a huge learning rate can send a stable loss to 1e9 without a NaN; such a
   # run is as lost as one that overflows.
-  bad_SxK = ~np.isfinite(losses_SxK) | (losses_SxK > DIVERGENCE_FACTOR * state["first_loss_S"][:, None])
-  newly_S = (state["diverged_step_S"] == 0) & bad_SxK.any(axis=1)
+  bad_SxK = ~np.isfinite(losses_SxK) | (losses_SxK > DIVERGENCE_FACTOR * history.first_loss_S[:, None])
+  newly_S = (history.diverged_step_S == 0) & bad_SxK.any(axis=1)
   steps_per_epoch = losses_SxK.shape[1]
-  state["diverged_step_S"][newly_S] = epoch * steps_per_epoch + bad_SxK.argmax(axis=1)[newly_S] + 1
+  history.diverged_step_S[newly_S] = epoch * steps_per_epoch + bad_SxK.argmax(axis=1)[newly_S] + 1
 
 
 @functools.lru_cache(maxsize=16)

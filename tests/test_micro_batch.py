@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from mtl_jax.models import EncoderSpec, joint_model, separate_models
-from mtl_jax.train import MICRO_BATCH_BYTES, TrainConfig, choose_micro_batch, per_example_bytes, train
+from mtl_jax.micro_batch import MICRO_BATCH_BYTES, choose_micro_batch, per_example_bytes
+from mtl_jax.train import TrainConfig, train
 
 IMAGE = (32, 32, 3)
 

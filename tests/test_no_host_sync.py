@@ -7,6 +7,7 @@ import jax
 import numpy as np
 import optax
 
+from mtl_jax.methods.equal_weighting import EQUAL_WEIGHTING
 from mtl_jax.models import EncoderSpec, joint_model
 from mtl_jax.train import TrainConfig, train
 
@@ -22,9 +23,10 @@ def _data(num):
 def test_an_epoch_is_one_program_without_host_callbacks():
   x, y = _data(64)
   optimizer = optax.adam(1e-3)
-  epoch, steps = train_module._epoch_fn(MODEL, optimizer, len(x), 8, micro_batch=3)
+  epoch, steps = train_module._epoch_fn(MODEL, EQUAL_WEIGHTING, optimizer, len(x), 8, micro_batch=3)
   params = MODEL.init(jax.random.PRNGKey(0))
-  hlo = jax.jit(epoch).lower(params, optimizer.init(params), jax.random.PRNGKey(1), x, y).as_text()
+  hlo = jax.jit(epoch).lower(params, optimizer.init(params), (), jax.random.PRNGKey(1),
+                             jax.random.PRNGKey(2), x, y).as_text()
   assert steps == 8 and "while" in hlo  # the 8 steps (of 3 micro-batches) loop inside the program
   for host_op in ("callback", "outfeed", "infeed", "send", "recv"):
     assert host_op not in hlo.lower(), host_op

@@ -20,8 +20,8 @@ def test_frozen_encoder_stays_pretrained_and_fine_tuned_one_moves():
   pretrained = train(joint_model(encoder, 2, SHAPE), *data(0, 2), [0, 1], CONFIG).params["encoder"]
   x, y = data(1, 1)
   target = joint_model(encoder, 1, SHAPE)
-  frozen = train(target, x, y, [0, 1], CONFIG, pretrained_encoder=pretrained, freeze_encoder=True)
-  tuned = train(target, x, y, [0, 1], CONFIG, pretrained_encoder=pretrained)
+  frozen = train(target, x, y, [0, 1], CONFIG, pretrained_shared={"encoder": pretrained}, freeze_shared=True)
+  tuned = train(target, x, y, [0, 1], CONFIG, pretrained_shared={"encoder": pretrained})
   fresh = train(target, x, y, [0, 1], CONFIG)
   same = jax.tree.map(np.array_equal, frozen.params["encoder"], pretrained)
   assert all(jax.tree.leaves(same))

@@ -67,15 +67,14 @@ class DataConfig:
   # csv / npz: the label columns; empty means the file's own convention (tables.py).
   label_columns: tuple[str, ...] = ()
   data_dir: str = "~/tensorflow_datasets"  # tfds only
-  # sha1 of a csv / npz file (with_file_digest), so results of an edited file are not reused.
-  file_digest: str = ""
   missing_frac: float = 0.0
   data_seed: int = 0
   label_handling: str = "mask"  # one of LABEL_HANDLING, applied to the train split
   # Which tasks to train, by name; empty means the dataset's own (driving: the four
   # presence tasks of driving_tasks.ALL_TASK_NAMES; read data: every label column).
   tasks: tuple[str, ...] = ()
-  # (task, n): keep only n of that task's train labels, chosen at random, hiding the rest.
+  # (task, n): keep only n of that task's train labels, chosen at random, hiding the
+  # rest; its validation labels are cut in the same proportion (apply_label_budget).
   label_budget: tuple[tuple[str, int], ...] = ()
   scenes: driving.SceneConfig = driving.SceneConfig()
   relatedness: related.RelatedConfig = related.RelatedConfig()  # the related dataset only
@@ -150,11 +149,48 @@ def with_tasks(config: DataConfig, tasks: tuple[str, ...],
   return dataclasses.replace(config, tasks=tasks, label_budget=kept + budget)
 
 
-def with_file_digest(config: DataConfig) -> DataConfig:
-  """The config with the sha1 of its csv / npz file, so that an edited file makes new runs."""
-  if read_kind(config.dataset) not in tables.READERS:
-    return config
+# The DataConfig fields that change the data, by kind of source: a run's config hash
+# covers these alone, so that (say) a CSV run is not retrained when the scene
+# renderer's defaults change.
+_COMMON_FIELDS = ("dataset", "num_train", "num_val", "num_test", "missing_frac", "data_seed",
+                  "label_handling", "tasks", "label_budget")
+_KIND_FIELDS = {
+    "driving": ("scenes", "generator_version"),
+    "related": ("relatedness",),
+    "csv": ("val_frac", "test_frac", "label_columns"),
+    "npz": ("val_frac", "test_frac", "label_columns"),
+    "tfds": ("val_frac", "test_frac"),
+}
+
+
+def data_identity(config: DataConfig) -> dict:
+  """What identifies a config's data, for result hashes: its relevant fields, plus the
+  sha1 of a csv / npz file's bytes (so an edited file makes new runs) or the image
+  size a TFDS set is resized to."""
+  kind = read_kind(config.dataset) or config.dataset
+  fields = dataclasses.asdict(config)
+  identity = {name: fields[name] for name in (*_COMMON_FIELDS, *_KIND_FIELDS.get(kind, ()))}
+  if kind in tables.READERS:
+    identity["file_sha1"] = file_digest(config)
+  if kind == "tfds":
+    identity["image_size"] = config.scenes.image_size
+  return identity
+
+
+def file_digest(config: DataConfig) -> str:
+  """sha1 (12 hex) of a csv / npz file, recomputed whenever its size or modification
+  time change (so a sweep that hashes many configs reads the file once)."""
   path = os.path.expanduser(config.dataset.partition(":")[2])
+  try:
+    stat = os.stat(path)
+  except OSError as e:
+    raise tables.open_error(path, e) from None
+  return _digest(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+  del size, mtime_ns  # part of the cache key only
   digest = hashlib.sha1()
   try:
     with open(path, "rb") as f:
@@ -162,7 +198,7 @@ def with_file_digest(config: DataConfig) -> DataConfig:
         digest.update(block)
   except OSError as e:
     raise tables.open_error(path, e) from None
-  return dataclasses.replace(config, file_digest=digest.hexdigest()[:12])
+  return digest.hexdigest()[:12]
 
 
 def _stream_seed(data_seed: int, stream: str) -> int:
@@ -189,8 +225,9 @@ class _Source:
 
 def _read_source(config: DataConfig) -> _Source:
   kind, _, ref = config.dataset.partition(":")
+  digest = file_digest(config) if kind in tables.READERS else ""
   return _read_source_cached(kind, ref, config.label_columns, config.data_dir,
-                             config.scenes.image_size, config.file_digest)
+                             config.scenes.image_size, digest)
 
 
 @functools.lru_cache(maxsize=2)
@@ -286,32 +323,38 @@ def load_dataset(config: DataConfig) -> MultiTaskData:
   hidden = {name: Split(s.x, missing.hide_labels(s.y, config.missing_frac,
                                                  _stream_seed(config.data_seed, name + "/missing")))
             for name, s in splits.items() if name != "test"}
-  train = hidden["train"]
-  train = Split(train.x, apply_label_budget(train.y, names, config.label_budget,
-                                            _stream_seed(config.data_seed, "train/budget")))
+  train, val = hidden["train"], hidden["val"]
+  train_y, val_y = apply_label_budget(train.y, val.y, names, config.label_budget,
+                                      _stream_seed(config.data_seed, "train/budget"))
+  train, val = Split(train.x, train_y), Split(val.x, val_y)
   return MultiTaskData(
       name=config.dataset,
       task_names=names,
       train=handle_missing(train, config.label_handling),
-      val=hidden["val"],
+      val=val,
       test=splits["test"],
       origins=origins,
   )
 
 
-def apply_label_budget(labels_NxT: np.ndarray, task_names: tuple[str, ...],
-                       budget: tuple[tuple[str, int], ...], seed: int) -> np.ndarray:
-  """Hides all but `count` of each budgeted task's labels, chosen uniformly at random."""
-  labels = labels_NxT.copy()
+def apply_label_budget(train_NxT: np.ndarray, val_MxT: np.ndarray, task_names: tuple[str, ...],
+                       budget: tuple[tuple[str, int], ...], seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """Hides all but `count` of each budgeted task's train labels, chosen uniformly at
+  random, and its validation labels in the same proportion (at least one while count
+  > 0): a user with 25 labels has no 800 more to select an epoch on."""
+  train, val = train_NxT.copy(), val_MxT.copy()
   rng = np.random.default_rng(seed)
   for task, count in budget:
     j = task_names.index(task)
-    labelled = np.flatnonzero(labels[:, j] != missing.MISSING)
+    labelled = np.flatnonzero(train[:, j] != missing.MISSING)
     if count > len(labelled):
       raise InputError(f"label budget of {count} for task {task!r} exceeds the {len(labelled)} "
                        f"labels it has in the train split")
-    labels[rng.permutation(labelled)[count:], j] = missing.MISSING
-  return labels
+    train[rng.permutation(labelled)[count:], j] = missing.MISSING
+    val_labelled = np.flatnonzero(val[:, j] != missing.MISSING)
+    val_count = min(len(val_labelled), max(int(count > 0), round(count * len(val_labelled) / max(len(labelled), 1))))
+    val[rng.permutation(val_labelled)[val_count:], j] = missing.MISSING
+  return train, val
 
 
 def handle_missing(split: Split, label_handling: str) -> Split:

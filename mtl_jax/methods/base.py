@@ -1,0 +1,54 @@
+"""The combination step's interface: how per-task terms become one update.
+
+A method is a pure function with its own state, in the spirit of an optax
+GradientTransformation. Training computes only the terms a method `needs`, inside the
+compiled step, and applies what it returns:
+  - `task_weights_T` is the cotangent of the per-task losses: every parameter the
+    method does not set itself gets the gradient of sum_t w_t L_t (equal weighting:
+    w = 1, the course note's J);
+  - `shared_grad`, when set, replaces the gradient of the shared parameters (gradient
+    combination methods); task-specific parameters (heads) then keep their ordinary
+    gradient, that of sum_t L_t.
+A task with no valid label in the batch is *absent* (`present_T` False): its loss and
+gradients are zero because there was nothing to learn from, and a method must leave
+it out of the combination rather than treat it as a task whose gradient is zero.
+"""
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+from flax import struct
+
+# What a method can ask the step for, beyond which tasks are present:
+LOSSES = "losses"  # this batch's per-task losses, before the gradient is formed
+SHARED_GRADS = "shared_grads"  # per-task gradients of the shared parameters, leaves [T, ...]
+REPR_GRADS = "repr_grads"  # per-task gradients of the shared representation, [T, B, F]
+NEEDS = (LOSSES, SHARED_GRADS, REPR_GRADS)
+
+
+@struct.dataclass
+class Terms:
+  """Per-task quantities of one batch (means over the batch, as in J)."""
+  present_T: jax.Array  # bool [T]: the task has at least one valid label in the batch
+  losses_T: Optional[jax.Array] = None  # [T], if the method needs LOSSES or gradients
+  shared_grads: Any = None  # the shared parameters' pytree, leaves [T, ...]
+  repr_grads: Optional[jax.Array] = None  # [T, B, F]; rows padding a micro-batch are zero
+
+
+@struct.dataclass
+class Update:
+  task_weights_T: jax.Array  # [T]
+  shared_grad: Any = None  # the shared parameters' pytree, or None: sum_t w_t grad L_t
+
+
+class Method(NamedTuple):
+  # num_tasks -> the method's state (a pytree; () if it has none). Made per seed,
+  # carried in the training state and checkpointed with it.
+  init: Callable[[int], Any]
+  # (terms, state, key) -> (update, new state); traced into the compiled step.
+  combine: Callable[[Terms, Any, jax.Array], tuple[Update, Any]]
+  needs: frozenset = frozenset()  # a subset of NEEDS
+
+
+def no_state(num_tasks: int) -> tuple:
+  del num_tasks
+  return ()
