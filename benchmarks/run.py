@@ -37,7 +37,8 @@ from mtl_jax.data import driving
 from mtl_jax.losses import masked_logistic_loss
 from mtl_jax.models import DTYPES, EncoderSpec, joint_model, make_model
 from mtl_jax.provenance import provenance
-from mtl_jax.train import TrainConfig, choose_micro_batch, train
+from mtl_jax.micro_batch import choose_micro_batch
+from mtl_jax.train import TrainConfig, train
 
 QUICK = flags.DEFINE_bool("quick", False, "Fewer widths and steps: a check in about 2 minutes.")
 JSON = flags.DEFINE_string("json", "benchmarks.json", "Where to write every row.")
