@@ -1,30 +1,27 @@
-"""Flags every experiment shares, and the runner that turns bad input into one line.
+"""Flags every experiment shares, their reading into an experiment's Settings, and the
+runner that turns bad input into one line.
 
 Defined once here so that launch.py can import every experiment without two modules
-defining the same flag.
+defining the same flag. Only this module and each experiment's settings_from_flags
+read flags; everything after them takes a Settings object (experiment.py).
 """
 import contextlib
 import difflib
-import os
 import re
 import sys
-import time
-from typing import Callable
+from typing import Callable, TypeVar
 
 from absl import app, flags, logging
 
-import numpy as np
-
-from mtl_jax.data.datasets import DATASETS, DataConfig, MultiTaskData, load_dataset, read_kind
+from mtl_jax.data.datasets import DATASETS, DataConfig, read_kind
 from mtl_jax.errors import InputError
 from mtl_jax.methods import DEFAULT_METHOD, METHODS
 from mtl_jax.models import DTYPES, ENCODERS, MODELS, SEPARATE_ARM, EncoderSpec
 from mtl_jax.data.driving import SceneConfig
-from mtl_jax.checkpoints import CheckpointSettings
-from mtl_jax.results import RESULTS_FILE
-from mtl_jax.runs import RunConfig
-from mtl_jax.sweep import SweepInterrupted, run_pending
+from mtl_jax.sweep import SweepInterrupted
 from mtl_jax.train import EPOCH_SELECTION, OPTIMIZERS, TrainConfig
+
+S = TypeVar("S")
 
 DATASET = flags.DEFINE_string(
     "dataset", "driving", f"Dataset to train on: {', '.join(DATASETS)}. driving: procedural "
@@ -152,39 +149,12 @@ def train_config() -> TrainConfig:
                      SELECT_EPOCH.value, patience=PATIENCE.value, method=METHOD.value)
 
 
-def out_dir(experiment: str) -> str:
-  """The output folder; checked now, created only when the first result is written."""
-  path = OUT_DIR.value or f"runs/{experiment}"
-  if os.path.exists(path) and not os.path.isdir(path):
-    raise InputError(f"--out_dir {path} exists and is not a directory")
-  return path
-
-
-def train_pending(groups: list[list[RunConfig]], out: str) -> tuple[str, dict[str, dict]]:
-  """sweep.run_pending on OUT_DIR/results.jsonl with the data, plotting and checkpoint
-  flags; returns the results path and every record by hash."""
-  results_path = os.path.join(out, RESULTS_FILE)
-  checkpointing = CheckpointSettings(os.path.join(out, "checkpoints"), CHECKPOINT_EVERY.value,
-                                     RESUME.value) if CHECKPOINT_EVERY.value or RESUME.value else None
-  done = run_pending(groups, load_data_logged, results_path, train_missing=not PLOT_ONLY.value,
-                     checkpointing=checkpointing)
-  others = len(done) - len({c.hash for group in groups for c in group})
-  if others:
-    print(f"  {results_path} also holds {others} runs of other settings; they are not in "
-          "this summary (use another --out_dir to keep studies apart)", flush=True)
-  return results_path, done
-
-
-def load_data_logged(config: DataConfig) -> MultiTaskData:
-  """load_dataset, saying what it generated and how long it took."""
-  start = time.perf_counter()
-  data = load_dataset(config)
-  tasks = ", ".join(data.task_names[:6]) + (f" and {len(data.task_names) - 6} more"
-                                            if len(data.task_names) > 6 else "")
-  print(f"  dataset {data.name} {data.input_shape}: train/val/test {len(data.train.y)}/"
-        f"{len(data.val.y)}/{len(data.test.y)}, tasks {tasks}, {np.mean(data.train.y == -1):.0%} "
-        f"of train labels missing ({time.perf_counter() - start:.1f}s)", flush=True)
-  return data
+def settings(cls: type[S], **own) -> S:
+  """The shared flags as an experiment's Settings (experiment.Settings or its
+  subclass), with the experiment's own fields `own`, already read from its flags."""
+  return cls(data=data_config(), encoder=encoder_spec(), train=train_config(), seeds=SEEDS.value,
+             arch=ARCH.value, out_dir=OUT_DIR.value, plot_only=PLOT_ONLY.value,
+             checkpoint_every=CHECKPOINT_EVERY.value, resume=RESUME.value, **own)
 
 
 _overridden: set[str] = set()

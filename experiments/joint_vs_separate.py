@@ -9,26 +9,43 @@ Finds: see the README; the table printed at the end gives mean and 95% CI per ta
 Writes: OUT_DIR/results.jsonl (one line per arm and seed, with its full config),
       OUT_DIR/summary.csv and OUT_DIR/joint_vs_separate.png (and .svg).
 """
-import time
-
 from absl import flags
 
 from experiments import cli
+from experiments.experiment import (FULL_SCENES, QUICK_SCENES, Experiment, Grid, Groups, Settings,
+                                    Summary, records_of)
+from mtl_jax import plots
 from mtl_jax.data.datasets import check_data_config
-from mtl_jax.plots import plot_joint_vs_separate
-from mtl_jax.results import DIFF_ARM, format_cell, summarize_arms, write_summary_and_plots
-from mtl_jax.runs import ARMS, RunConfig
+from mtl_jax.results import DIFF_ARM, format_cell, summarize_arms
+from mtl_jax.runs import ARMS
 
 flags.adopt_module_key_flags(cli)
 
 NAME = "joint_vs_separate"
+# Settings (imported above) are the shared ones: this experiment has no knobs of its own.
 
 
-def run_configs() -> dict[str, list[RunConfig]]:
-  data, encoder, train = cli.data_config(), cli.encoder_spec(), cli.train_config()
-  check_data_config(data)
-  return {arm: [RunConfig(NAME, arm, seed, data, encoder, train) for seed in range(cli.SEEDS.value)]
-          for arm in ARMS}
+def settings_from_flags() -> Settings:
+  return cli.settings(Settings)
+
+
+def grid(settings: Settings) -> Grid:
+  check_data_config(settings.data)
+  groups = {arm: settings.seed_configs(NAME, arm, settings.data) for arm in ARMS}
+  return Grid(groups, f"{NAME}: joint vs separate {settings.encoder.kind} networks, "
+                      f"{settings.seeds} seeds")
+
+
+def summarize(settings: Settings, groups: Groups, done: dict[str, dict]) -> Summary:
+  records_by_arm = {arm: records_of(group, done) for arm, group in groups.items()}
+  rows = summarize_arms(records_by_arm, records_by_arm["joint"][0]["task_names"])
+  params = {arm: records_by_arm[arm][0]["param_count"] for arm in ARMS}
+  data, encoder = settings.data, settings.encoder
+  title = (f"{data.dataset}: {encoder.kind} width {encoder.width} depth {encoder.depth}, "
+           f"{data.num_train or 'all'} train, {data.missing_frac:.0%} labels missing, "
+           f"{settings.seeds} seeds (95% CI)\n"
+           f"joint {params['joint']:,} params, separate {params['separate']:,} params")
+  return Summary(rows, title)
 
 
 def format_table(rows: list[dict], split: str = "test") -> str:
@@ -45,27 +62,35 @@ def format_table(rows: list[dict], split: str = "test") -> str:
   return "\n".join(lines)
 
 
-def main(argv):
-  del argv
-  configs = run_configs()
-  out = cli.out_dir(NAME)  # checked before the slow part; created by the first record
-  first = configs["joint"][0]
-  start = time.perf_counter()
-  print(f"{NAME}: joint vs separate {first.encoder.kind} networks, {len(configs['joint'])} seeds", flush=True)
-  results_path, done = cli.train_pending(list(configs.values()), out)
+def table(settings: Settings, rows: list[dict]) -> str:
+  return f"\nTest metrics, mean ± 95% CI over {settings.seeds} seeds:\n" + format_table(rows)
 
-  records_by_arm = {arm: [done[c.hash] for c in arm_configs] for arm, arm_configs in configs.items()}
-  rows = summarize_arms(records_by_arm, records_by_arm["joint"][0]["task_names"])
-  params = {arm: records_by_arm[arm][0]["param_count"] for arm in ARMS}
-  title = (f"{first.data.dataset}: {first.encoder.kind} width {first.encoder.width} depth {first.encoder.depth}, "
-           f"{first.data.num_train or 'all'} train, {first.data.missing_frac:.0%} labels missing, "
-           f"{len(configs['joint'])} seeds (95% CI)\n"
-           f"joint {params['joint']:,} params, separate {params['separate']:,} params")
-  written = write_summary_and_plots(out, NAME, rows, title, plot_joint_vs_separate)
-  print(f"\nTest metrics, mean ± 95% CI over {len(configs['joint'])} seeds:")
-  print(format_table(rows))
-  print(f"\nwrote {results_path}, {', '.join(written)} ({time.perf_counter() - start:.0f}s)")
 
+def draw(rows: list[dict], out_path: str, title: str, split: str = "test") -> None:
+  """Per-task bars for joint vs separate networks, one panel per metric, with the 95%
+  CI over seeds as error bars."""
+  rows = plots.select(rows, split=split)
+  metric_names = list(dict.fromkeys(r["metric"] for r in rows))
+  tasks = list(dict.fromkeys(r["task"] for r in rows))
+  fig, axes = plots.subplots(1, len(metric_names), figsize=(4.2 * len(metric_names), 3.8),
+                             squeeze=False)
+  for ax, metric in zip(axes[0], metric_names):
+    bars = {}
+    for arm in ARMS:
+      cells = {r["task"]: r for r in plots.select(rows, metric=metric, arm=arm)}
+      bars[arm] = ([cells[t]["mean"] for t in tasks], [cells[t]["ci95"] for t in tasks])
+    plots.bars_with_ci(ax, tasks, bars, plots.ARM_COLORS)
+    ax.set_ylabel(f"{split} {plots.metric_label(metric)}")
+    ax.grid(axis="y", alpha=0.3)
+  handles, labels = axes[0][0].get_legend_handles_labels()
+  fig.legend(handles, labels, loc="upper right", ncols=len(labels), frameon=False)
+  plots.finish(fig, title, out_path)
+
+
+EXPERIMENT = Experiment(
+    name=NAME, summary="one shared encoder with a head per task against a network per task",
+    settings_from_flags=settings_from_flags, grid=grid, summarize=summarize, table=table,
+    draw=draw, presets={"quick": QUICK_SCENES, "full": FULL_SCENES})
 
 if __name__ == "__main__":
-  cli.run(main)
+  cli.run(EXPERIMENT.main)

@@ -11,17 +11,19 @@ Finds: the claim holds for the CNN at equal width: joint - separate mean test AU
       width on these images, so it shows no difference either way.
 Writes: OUT_DIR/results.jsonl, OUT_DIR/summary.csv, OUT_DIR/network_size.{png,svg}.
 """
-import time
+import dataclasses
 
+import numpy as np
 from absl import flags
 
-from experiments import cli
+from experiments import cli, experiment
+from experiments.experiment import FULL_SCENES, QUICK_SCENES, Experiment, Grid, Groups, Summary, records_of
+from mtl_jax import plots
 from mtl_jax.data.datasets import check_data_config
 from mtl_jax.errors import InputError
-from mtl_jax.models import ENCODERS, EncoderSpec
-from mtl_jax.plots import plot_network_size
-from mtl_jax.results import format_cell, summarize_arms, write_summary_and_plots
-from mtl_jax.runs import ARMS, RunConfig
+from mtl_jax.models import ENCODERS
+from mtl_jax.results import DIFF_ARM, format_cell, summarize_arms
+from mtl_jax.runs import ARMS
 
 flags.adopt_module_key_flags(cli)
 
@@ -33,62 +35,92 @@ WIDTHS = flags.DEFINE_list(
     + "; ".join(f"{k} {','.join(map(str, v))}" for k, v in DEFAULT_WIDTHS.items()) + ").")
 
 
-def sweep_widths() -> dict[str, list[int]]:
-  """Encoder -> widths: both encoders unless --encoder is given, the defaults unless
-  --widths is."""
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings(experiment.Settings):
+  # Encoder kind -> the widths to sweep. The sweep sets the encoder's kind and width;
+  # its depth and dtype come from `encoder`.
+  widths: dict[str, tuple[int, ...]] = dataclasses.field(default_factory=lambda: dict(DEFAULT_WIDTHS))
+
+
+def settings_from_flags() -> Settings:
+  """Both encoders unless --encoder is given, the defaults unless --widths is."""
   encoders = [cli.ENCODER.value] if flags.FLAGS["encoder"].present else list(ENCODERS)
   if WIDTHS.value is None:
-    return {e: list(DEFAULT_WIDTHS[e]) for e in encoders}
+    return cli.settings(Settings, widths={e: DEFAULT_WIDTHS[e] for e in encoders})
   try:
-    widths = sorted({int(w) for w in WIDTHS.value})
+    widths = tuple(int(w) for w in WIDTHS.value)
   except ValueError:
     raise InputError(f"--widths must be a comma-separated list of integers; got {','.join(WIDTHS.value)}")
-  if not widths or widths[0] < 1:
+  return cli.settings(Settings, widths={e: widths for e in encoders})
+
+
+def grid(settings: Settings) -> Grid:
+  """(encoder, width, arm) -> seed configs."""
+  widths = {encoder: sorted(set(ws)) for encoder, ws in settings.widths.items()}
+  if not widths or any(not ws or ws[0] < 1 for ws in widths.values()):
     raise InputError("--widths must list at least one positive width")
-  return {e: widths for e in encoders}
+  check_data_config(settings.data)
+  groups = {(encoder, width, arm): settings.seed_configs(
+                NAME, arm, settings.data, dataclasses.replace(settings.encoder, kind=encoder, width=width))
+            for encoder, ws in widths.items() for width in ws for arm in ARMS}
+  return Grid(groups, f"{NAME}: {len(groups)} groups (encoder x width x arm) of {settings.seeds} seeds")
 
 
-def run_groups() -> dict[tuple[str, int, str], list[RunConfig]]:
-  data, train = cli.data_config(), cli.train_config()
-  check_data_config(data)
-  return {(encoder, width, arm): [RunConfig(NAME, arm, seed, data, EncoderSpec(encoder, width, cli.DEPTH.value),
-                                            train) for seed in range(cli.SEEDS.value)]
-          for encoder, widths in sweep_widths().items() for width in widths for arm in ARMS}
-
-
-def main(argv):
-  del argv
-  groups = run_groups()
-  out = cli.out_dir(NAME)
-  start = time.perf_counter()
-  first = next(iter(groups.values()))[0]
-  print(f"{NAME}: {len(groups)} groups (encoder x width x arm) of {cli.SEEDS.value} seeds", flush=True)
-  results_path, done = cli.train_pending(list(groups.values()), out)
-
+def summarize(settings: Settings, groups: Groups, done: dict[str, dict]) -> Summary:
   rows = []
-  points = sorted({(encoder, width) for encoder, width, _ in groups})
-  for encoder, width in points:
-    by_arm = {arm: [done[c.hash] for c in groups[encoder, width, arm]] for arm in ARMS}
+  for encoder, width in sorted({(encoder, width) for encoder, width, _ in groups}):
+    by_arm = {arm: records_of(groups[encoder, width, arm], done) for arm in ARMS}
     keys = dict(encoder=encoder, width=width,
                 **{f"params_{arm}": by_arm[arm][0]["param_count"] for arm in ARMS})
     rows += summarize_arms(by_arm, by_arm["joint"][0]["task_names"], keys)
-  title = (f"{first.data.dataset}: depth {first.encoder.depth}, {first.data.num_train or 'all'} train, "
-           f"{first.train.epochs} epochs, {first.data.missing_frac:.0%} labels missing, "
-           f"{cli.SEEDS.value} seeds (95% CI)")
-  written = write_summary_and_plots(out, NAME, rows, title, plot_network_size)
+  data = settings.data
+  title = (f"{data.dataset}: depth {settings.encoder.depth}, {data.num_train or 'all'} train, "
+           f"{settings.train.epochs} epochs, {data.missing_frac:.0%} labels missing, "
+           f"{settings.seeds} seeds (95% CI)")
+  return Summary(rows, title)
 
-  print(f"\nTest ROC-AUC, mean over tasks, mean ± 95% CI over {cli.SEEDS.value} seeds:")
-  cell = {(r["encoder"], r["width"], r["arm"]): r for r in rows
-          if r["split"] == "test" and r["metric"] == "auc" and r["task"] == "mean"}
-  print(f"{'encoder':<8} {'width':>6} {'params joint':>13} {'params sep':>11} {'joint':>15} "
-        f"{'separate':>15} {'joint-sep':>15}")
+
+def table(settings: Settings, rows: list[dict]) -> str:
+  cell = {(r["encoder"], r["width"], r["arm"]): r
+          for r in plots.select(rows, split="test", metric="auc", task="mean")}
+  lines = [f"\nTest ROC-AUC, mean over tasks, mean ± 95% CI over {settings.seeds} seeds:",
+           f"{'encoder':<8} {'width':>6} {'params joint':>13} {'params sep':>11} {'joint':>15} "
+           f"{'separate':>15} {'joint-sep':>15}"]
   fmt = format_cell
-  for encoder, width in points:
-    j, s, d = (cell[encoder, width, arm] for arm in (*ARMS, "joint_minus_separate"))
-    print(f"{encoder:<8} {width:>6} {j['params_joint']:>13,} {j['params_separate']:>11,} "
-          f"{fmt(j):>15} {fmt(s):>15} {fmt(d):>15}")
-  print(f"\nwrote {results_path}, {', '.join(written)} ({time.perf_counter() - start:.0f}s)")
+  for encoder, width in sorted({(encoder, width) for encoder, width, _ in cell}):
+    j, s, d = (cell[encoder, width, arm] for arm in (*ARMS, DIFF_ARM))
+    lines.append(f"{encoder:<8} {width:>6} {j['params_joint']:>13,} {j['params_separate']:>11,} "
+                 f"{fmt(j):>15} {fmt(s):>15} {fmt(d):>15}")
+  return "\n".join(lines)
 
+
+def draw(rows: list[dict], out_path: str, title: str, metric: str = "auc", split: str = "test") -> None:
+  """Mean-over-tasks metric against encoder width and against parameter count, one row
+  per encoder, joint vs separate, with 95% CI bands over seeds."""
+  rows = plots.select(rows, split=split, metric=metric, task="mean")
+  encoders = list(dict.fromkeys(r["encoder"] for r in rows))
+  fig, axes = plots.subplots(len(encoders), 2, figsize=(10, 3.6 * len(encoders)), squeeze=False)
+  for row_axes, encoder in zip(axes, encoders):
+    for arm, color in plots.ARM_COLORS.items():
+      points = sorted((r["width"], r[f"params_{arm}"], r["mean"], r["ci95"])
+                      for r in plots.select(rows, encoder=encoder, arm=arm))
+      widths, params, means, cis = (np.array(c, float) for c in zip(*points))
+      for ax, x in zip(row_axes, (widths, params)):
+        plots.line_with_band(ax, x, means, cis, color=color, label=arm)
+    for ax, xlabel, base in zip(row_axes, ("encoder width (units or channels)", "parameters (all tasks)"),
+                                (2, 10)):
+      ax.set_xscale("log", base=base)
+      ax.set_xlabel(f"{encoder}: {xlabel}")
+      ax.set_ylabel(f"{split} {plots.metric_label(metric)}, mean over tasks")
+      ax.grid(alpha=0.3)
+  axes[0][0].legend(loc="lower right")
+  plots.finish(fig, title, out_path)
+
+
+EXPERIMENT = Experiment(
+    name=NAME, summary="joint vs separate networks as the encoder grows",
+    settings_from_flags=settings_from_flags, grid=grid, summarize=summarize, table=table,
+    draw=draw, presets={"quick": QUICK_SCENES, "full": FULL_SCENES})
 
 if __name__ == "__main__":
-  cli.run(main)
+  cli.run(EXPERIMENT.main)

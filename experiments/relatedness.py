@@ -16,17 +16,17 @@ own private block, in between a mix with share rho of the variance from the shar
 features. Joint and separate networks see the same data, seeds and epochs at each rho.
 """
 import dataclasses
-import time
 
 from absl import flags
 
-from experiments import cli
+from experiments import cli, experiment
+from experiments.experiment import Experiment, Grid, Groups, Summary, records_of
+from mtl_jax import plots
 from mtl_jax.data.datasets import check_data_config
 from mtl_jax.data.related import RelatedConfig
 from mtl_jax.errors import InputError
-from mtl_jax.plots import plot_relatedness
-from mtl_jax.results import DIFF_ARM, format_cell, summarize_arms, write_summary_and_plots
-from mtl_jax.runs import ARMS, RunConfig
+from mtl_jax.results import DIFF_ARM, format_cell, summarize_arms
+from mtl_jax.runs import ARMS
 
 flags.adopt_module_key_flags(cli)
 
@@ -37,70 +37,94 @@ RHOS = flags.DEFINE_list(
     "features shared by all tasks, each in [0, 1].")
 RELATED_TASKS = flags.DEFINE_integer(
     "related_tasks", 8, "relatedness: number of synthetic tasks.", lower_bound=1)
+# This experiment's defaults for the shared flags (a preset or the command line wins).
 # Small data is where sharing can matter: with plenty, separate networks learn every
 # task on their own.
 DEFAULTS = dict(dataset="related", encoder="mlp", depth=2, num_train=200, num_val=200,
                 num_test=4000, epochs=100, batch_size=32, seeds=5)
 
 
-def rhos() -> list[float]:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings(experiment.Settings):
+  rhos: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+  related_tasks: int = 8  # data.relatedness is set per rho, with this many tasks
+
+
+def settings_from_flags() -> Settings:
   try:
-    values = sorted({float(r) for r in RHOS.value})
+    rhos = tuple(float(r) for r in RHOS.value)
   except ValueError:
     raise InputError(f"--rhos must be numbers; got {','.join(RHOS.value)}")
-  if not values or values[0] < 0 or values[-1] > 1:
-    raise InputError("--rhos must list at least one value, each in [0, 1]")
-  return values
+  with cli.flag_defaults(DEFAULTS):
+    return cli.settings(Settings, rhos=rhos, related_tasks=RELATED_TASKS.value)
 
 
-def run_groups() -> dict[tuple[float, str], list[RunConfig]]:
-  base, train = cli.data_config(), cli.train_config()
-  if base.dataset != "related":
+def grid(settings: Settings) -> Grid:
+  """(rho, arm) -> seed configs."""
+  if settings.data.dataset != "related":
     raise InputError(f"relatedness needs --dataset=related (tasks with a relatedness knob); "
-                     f"got --dataset={base.dataset}")
+                     f"got --dataset={settings.data.dataset}")
+  rhos = sorted(set(settings.rhos))
+  if not rhos or rhos[0] < 0 or rhos[-1] > 1:
+    raise InputError("--rhos must list at least one value, each in [0, 1]")
   groups = {}
-  for rho in rhos():
-    data = dataclasses.replace(base, relatedness=RelatedConfig(rho=rho, num_tasks=RELATED_TASKS.value))
+  for rho in rhos:
+    data = dataclasses.replace(settings.data,
+                               relatedness=RelatedConfig(rho=rho, num_tasks=settings.related_tasks))
     check_data_config(data)
     for arm in ARMS:
-      groups[rho, arm] = [RunConfig(NAME, arm, seed, data, cli.encoder_spec(), train)
-                          for seed in range(cli.SEEDS.value)]
-  return groups
+      groups[rho, arm] = settings.seed_configs(NAME, arm, data)
+  return Grid(groups, f"{NAME}: {len(groups)} groups (rho x arm) of {settings.seeds} seeds")
 
 
-def main(argv):
-  with cli.flag_defaults(DEFAULTS):
-    _main(argv)
-
-
-def _main(argv):
-  del argv
-  groups = run_groups()
-  out = cli.out_dir(NAME)
-  start = time.perf_counter()
-  print(f"{NAME}: {len(groups)} groups (rho x arm) of {cli.SEEDS.value} seeds", flush=True)
-  results_path, done = cli.train_pending(list(groups.values()), out)
-
+def summarize(settings: Settings, groups: Groups, done: dict[str, dict]) -> Summary:
   rows = []
-  for rho in rhos():
-    by_arm = {arm: [done[c.hash] for c in groups[rho, arm]] for arm in ARMS}
+  for rho in sorted({rho for rho, _ in groups}):
+    by_arm = {arm: records_of(groups[rho, arm], done) for arm in ARMS}
     rows += summarize_arms(by_arm, by_arm["joint"][0]["task_names"], dict(rho=rho))
-  first = next(iter(groups.values()))[0]
-  title = (f"{first.data.dataset}: {RELATED_TASKS.value} tasks, {first.encoder.kind} width "
-           f"{first.encoder.width} depth {first.encoder.depth}, {first.data.num_train or 'all'} train, "
-           f"{first.train.epochs} epochs, {first.data.missing_frac:.0%} labels missing, "
-           f"{cli.SEEDS.value} seeds (95% CI)")
-  written = write_summary_and_plots(out, NAME, rows, title, plot_relatedness)
+  data, encoder = settings.data, settings.encoder
+  title = (f"{data.dataset}: {settings.related_tasks} tasks, {encoder.kind} width "
+           f"{encoder.width} depth {encoder.depth}, {data.num_train or 'all'} train, "
+           f"{settings.train.epochs} epochs, {data.missing_frac:.0%} labels missing, "
+           f"{settings.seeds} seeds (95% CI)")
+  return Summary(rows, title)
 
-  cell = {(r["rho"], r["arm"]): r for r in rows
-          if r["split"] == "test" and r["metric"] == "auc" and r["task"] == "mean"}
-  fmt = format_cell
-  print(f"\nTest ROC-AUC, mean over tasks, mean ± 95% CI over {cli.SEEDS.value} seeds:")
-  print(f"{'rho':>5} {'joint':>15} {'separate':>15} {'joint-sep':>15}")
-  for rho in rhos():
-    print(f"{rho:>5.2f} " + " ".join(f"{fmt(cell[rho, arm]):>15}" for arm in (*ARMS, DIFF_ARM)))
-  print(f"\nwrote {results_path}, {', '.join(written)} ({time.perf_counter() - start:.0f}s)")
 
+def table(settings: Settings, rows: list[dict]) -> str:
+  cell = {(r["rho"], r["arm"]): r for r in plots.select(rows, split="test", metric="auc", task="mean")}
+  lines = [f"\nTest ROC-AUC, mean over tasks, mean ± 95% CI over {settings.seeds} seeds:",
+           f"{'rho':>5} {'joint':>15} {'separate':>15} {'joint-sep':>15}"]
+  for rho in sorted({rho for rho, _ in cell}):
+    lines.append(f"{rho:>5.2f} " + " ".join(f"{format_cell(cell[rho, arm]):>15}" for arm in (*ARMS, DIFF_ARM)))
+  return "\n".join(lines)
+
+
+def draw(rows: list[dict], out_path: str, title: str, metric: str = "auc", split: str = "test") -> None:
+  """Joint and separate networks against the relatedness rho, and their paired
+  difference, with 95% CI bands; below zero is negative transfer."""
+  rows = plots.select(rows, split=split, metric=metric, task="mean")
+  fig, (ax_arms, ax_diff) = plots.subplots(1, 2, figsize=(10, 3.8))
+  for arm, color in plots.ARM_COLORS.items():
+    plots.line_with_band(ax_arms, *plots.series(rows, "rho", arm=arm), color=color, label=arm)
+  plots.line_with_band(ax_diff, *plots.series(rows, "rho", arm=DIFF_ARM), color="#2ca02c",
+                       label="joint − separate")
+  ax_diff.axhline(0.0, color="black", linewidth=0.8)
+  ax_arms.set_ylabel(f"{split} {plots.metric_label(metric)}, mean over tasks")
+  ax_diff.set_ylabel(f"joint − separate {plots.metric_label(metric)} (paired by seed)")
+  for ax in (ax_arms, ax_diff):
+    ax.set_xlabel("relatedness rho (share of logit variance from shared features)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+  plots.finish(fig, title, out_path, top=0.95)
+
+
+EXPERIMENT = Experiment(
+    name=NAME, summary="joint vs separate networks as shared features give way to private ones",
+    settings_from_flags=settings_from_flags, grid=grid, summarize=summarize, table=table,
+    draw=draw, presets={
+        "quick": dict(seeds=5),
+        "full": dict(seeds=10, rhos=[str(r / 10) for r in range(11)]),
+    })
 
 if __name__ == "__main__":
-  cli.run(main)
+  cli.run(EXPERIMENT.main)

@@ -175,15 +175,16 @@ def _diverged_note(rows: list[dict]) -> str:
 
 
 def write_summary_and_plots(out_dir: str, name: str, rows: list[dict], title: str,
-                            draw: Callable[[str, str, str], None],
+                            draw: Callable[[list[dict], str, str], None],
                             formats: Sequence[str] = ("png", "svg")) -> list[str]:
-  """summary.csv from `rows`, then draw(summary_path, plot_path, title) once per format,
-  every file written atomically. Returns the paths written."""
+  """summary.csv from `rows`, then draw(rows, plot_path, title) once per format, every
+  file written atomically. The figure gets the rows themselves, with real numbers, not
+  the CSV's strings. Returns the paths written."""
   summary_path = os.path.join(out_dir, SUMMARY_FILE)
   write_atomically(summary_path, lambda p: write_csv(p, rows))
   note = _diverged_note(rows)
   title += f" | {note}" if note else ""
   plot_paths = [os.path.join(out_dir, f"{name}.{ext}") for ext in formats]
   for path in plot_paths:
-    write_atomically(path, lambda p: draw(summary_path, p, title))
+    write_atomically(path, lambda p: draw(rows, p, title))
   return [summary_path, *plot_paths]

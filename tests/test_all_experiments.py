@@ -1,13 +1,15 @@
-"""Every experiment end to end through `launch.py --experiment=all` on tiny settings,
-then redrawn with --plot_only."""
+"""Every registered experiment end to end through `launch.py --experiment=all` on tiny
+settings, then redrawn with --plot_only; and every one has quick and full presets."""
 import csv
 import json
 
 from conftest import ALL_TINY
 from entry_points import launch_in_process
 
-EXPERIMENTS = ("joint_vs_separate", "network_size", "data_amount", "relatedness",
-               "missing_labels", "transfer_vs_mtl")
+from experiments.experiment import PRESET_NAMES
+from experiments.registry import EXPERIMENTS
+
+
 def records(path):
   return [json.loads(line) for line in open(path / "results.jsonl")]
 
@@ -27,6 +29,8 @@ def test_all_experiments_write_results_summary_and_plots_then_redraw(all_experim
   assert sorted({len(r["task_names"]) - 1 for r in amount}) == [0, 2, 8, 21]
   for r in amount:
     assert r["task_names"][0] == "car" and r["config"]["data"]["label_budget"] == [["car", 10]]
+    # The epoch is chosen for the target, not for the auxiliary tasks beside it.
+    assert r["config"]["train"]["select_tasks"] == ["car"]
 
   # relatedness: vector data, both arms at each rho, with the experiment's own defaults.
   rel = records(tmp_path / "relatedness")
@@ -42,6 +46,7 @@ def test_all_experiments_write_results_summary_and_plots_then_redraw(all_experim
   pretrained = [r for r in transfer if r["config"]["pretrain"]]
   assert {r["config"]["arm"] for r in pretrained} == {"transfer_frozen", "transfer_finetune"}
   assert all(r["config"]["pretrain"]["tasks"] == ["car"] for r in pretrained)
+  assert all(r["config"]["train"]["select_tasks"] == ["stop_sign"] for r in transfer)
 
   before = {name: len(records(tmp_path / name)) for name in EXPERIMENTS}
   redraw = launch_in_process(*ALL_TINY, "--plot_only", f"--out_dir={tmp_path}")
@@ -50,13 +55,13 @@ def test_all_experiments_write_results_summary_and_plots_then_redraw(all_experim
   assert before == {name: len(records(tmp_path / name)) for name in EXPERIMENTS}
 
 
-def test_presets_cover_every_experiment_with_real_flags():
+def test_every_experiment_has_quick_and_full_presets_of_real_flags():
   from absl import flags
 
-  import launch
-  from experiments import presets
-  for preset, by_experiment in presets.PRESETS.items():
-    assert set(by_experiment) == set(launch.EXPERIMENTS), preset
-    for values in by_experiment.values():
-      for name in values:
-        assert name in flags.FLAGS, (preset, name)
+  import launch  # noqa: F401  (defines --experiment and --preset, which a preset may not set)
+  for name, experiment in EXPERIMENTS.items():
+    assert experiment.name == name
+    assert set(experiment.presets) == set(PRESET_NAMES) == {"quick", "full"}, name
+    for preset, values in experiment.presets.items():
+      for flag in values:
+        assert flag in flags.FLAGS and flag not in ("experiment", "preset"), (name, preset, flag)
