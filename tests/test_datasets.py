@@ -75,7 +75,12 @@ def test_label_budget_keeps_every_image_and_exactly_the_requested_labels():
   # Kept labels are unchanged, hidden ones were labelled before; other tasks untouched.
   np.testing.assert_array_equal(budgeted.train.y[kept[:, 0], 0], full.train.y[kept[:, 0], 0])
   np.testing.assert_array_equal(budgeted.train.y[:, 1], full.train.y[:, 1])
-  np.testing.assert_array_equal(budgeted.val.y, full.val.y)
+  # Validation labels follow the budget in proportion (none for a budget of 0); the
+  # unbudgeted task and the test split keep all of theirs.
+  val_kept = budgeted.val.y != -1
+  expected_car = max(1, round(17 * np.sum(full.val.y[:, 0] != -1) / np.sum(full.train.y[:, 0] != -1)))
+  assert val_kept[:, 0].sum() == expected_car and val_kept[:, 2].sum() == 0
+  np.testing.assert_array_equal(budgeted.val.y[:, 1], full.val.y[:, 1])
   np.testing.assert_array_equal(budgeted.test.y, full.test.y)
 
 
