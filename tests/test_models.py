@@ -87,3 +87,14 @@ def test_bfloat16_computes_in_bfloat16_but_keeps_float32_parameters():
   result = train(bf16, x, y, [0], TrainConfig(1e-2, 16, 5))
   assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(result.params))
   assert result.loss_ExS[-1, 0] < result.loss_ExS[0, 0]
+
+
+@pytest.mark.parametrize("kind,scaled", [("mlp", lambda x: x / 127.5 - 1.0), ("cnn", lambda x: x / 255.0)])
+def test_pixels_are_scaled_per_encoder(kind, scaled):
+  """uint8 images are scaled inside the model: centred to [-1, 1] for the MLP (whose
+  first-layer units otherwise die, benchmarks/mlp_on_images.py), [0, 1] for the CNN."""
+  model = joint_model(EncoderSpec(kind, 4, 2), T, (8, 8, 3))
+  params = model.init(jax.random.PRNGKey(0))
+  x = np.random.default_rng(0).integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
+  np.testing.assert_allclose(model.apply(params, jnp.asarray(x)),
+                             model.apply(params, jnp.asarray(scaled(x.astype(np.float32)))), rtol=1e-5, atol=1e-6)
