@@ -141,7 +141,7 @@ def joint_model(encoder: EncoderSpec, num_tasks: int, input_shape: tuple[int, ..
     return net.apply({"params": cast(params)}, _as_float(x, encoder.kind).astype(compute)).astype(jnp.float32)
 
   def encode(params, x):
-    return encoder_net.apply({"params": cast(params["encoder"])}, _as_float(x).astype(compute))
+    return encoder_net.apply({"params": cast(params["encoder"])}, _as_float(x, encoder.kind).astype(compute))
 
   def decode(params, features_BxF):
     return heads_net.apply({"params": cast(params["heads"])}, features_BxF).astype(jnp.float32)
