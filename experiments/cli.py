@@ -15,7 +15,7 @@ from absl import app, flags, logging
 
 from mtl_jax.data.datasets import DATASETS, DataConfig, read_kind
 from mtl_jax.errors import InputError
-from mtl_jax.methods import DEFAULT_METHOD, METHODS
+from mtl_jax.methods import DEFAULT_METHOD, METHODS, hyper_parameters
 from mtl_jax.models import DTYPES, ENCODERS, MODELS, SEPARATE_ARM, EncoderSpec
 from mtl_jax.data.driving import SceneConfig
 from mtl_jax.sweep import SweepInterrupted
@@ -74,6 +74,10 @@ METHOD = flags.DEFINE_enum(
     "method", DEFAULT_METHOD, list(METHODS), "MTL method: how the joint network's per-task "
     "losses become one update (ew: their sum, the course note's J). Separate networks "
     "always train with ew: each has one task.")
+# --NAME_KEYWORD for every hyper-parameter of every method, with the paper's default.
+METHOD_FLAGS = {name: {key: flags.DEFINE_float(f"{name}_{key}", default, f"--method={name}: {key}.")
+                       for key, default in hyper_parameters(name).items()}
+                for name in METHODS}
 ARCH = flags.DEFINE_enum(
     "arch", "hps", [name for name in MODELS if name != SEPARATE_ARM], "How the joint "
     "network shares: hps, hard parameter sharing (one encoder, a head per task).")
@@ -146,7 +150,16 @@ def train_config() -> TrainConfig:
   if generated_train_size() and BATCH_SIZE.value > NUM_TRAIN.value:
     raise InputError(f"--batch_size={BATCH_SIZE.value} exceeds --num_train={NUM_TRAIN.value}")
   return TrainConfig(LEARNING_RATE.value, BATCH_SIZE.value, EPOCHS.value, OPTIMIZER.value,
-                     SELECT_EPOCH.value, patience=PATIENCE.value, method=METHOD.value)
+                     SELECT_EPOCH.value, patience=PATIENCE.value, method=METHOD.value,
+                     method_options=method_options())
+
+
+def method_options() -> tuple[tuple[str, float], ...]:
+  """The chosen method's hyper-parameters that differ from their defaults: only these
+  enter the config (and its hash), so a default run keeps its hash."""
+  defaults = hyper_parameters(METHOD.value)
+  return tuple((key, flag.value) for key, flag in METHOD_FLAGS[METHOD.value].items()
+               if flag.value != defaults[key])
 
 
 def settings(cls: type[S], **own) -> S:

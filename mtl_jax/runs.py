@@ -43,7 +43,8 @@ class RunConfig:
       # nothing to combine. Normalised, so that a sweep over methods or architectures
       # trains its separate baseline once.
       object.__setattr__(self, "arch", SEPARATE_ARM)
-      object.__setattr__(self, "train", dataclasses.replace(self.train, method=methods.DEFAULT_METHOD))
+      object.__setattr__(self, "train", dataclasses.replace(
+          self.train, method=methods.DEFAULT_METHOD, method_options=()))
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)

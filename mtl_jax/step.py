@@ -23,7 +23,7 @@ def tasks_in_turn_default() -> bool:
 
 def make_batch_gradient(model: Model, method: Method, batch_size: int, micro_batch: int,
                         tasks_in_turn: Optional[bool] = None) -> Callable:
-  """batch_gradient(params, method_state, key, x_NxD, y_NxT, idx_B) ->
+  """batch_gradient(params, method_state, key, epoch_start, x_NxD, y_NxT, idx_B) ->
   (losses_T, grads, method_state): the batch's per-task losses (their sum is J) and
   the gradient to hand to the optimizer."""
   if {SHARED_GRADS, REPR_GRADS} <= method.needs:
@@ -74,7 +74,7 @@ def make_batch_gradient(model: Model, method: Method, batch_size: int, micro_bat
     zeros = (jnp.zeros(y_NxT.shape[1]), jax.tree.map(jnp.zeros_like, params))
     return mean(over_micro_batches(fn, x_NxD, y_NxT, idx_B, zeros))
 
-  def jacobian_gradient(params, method_state, key, present_T, x_NxD, y_NxT, idx_B):
+  def jacobian_gradient(params, method_state, key, present_T, epoch_start, x_NxD, y_NxT, idx_B):
     """Per-task gradients of the shared parameters for the method to combine; the
     task-specific parameters get the ordinary gradient of sum_t L_t."""
     shared = {k: params[k] for k in model.shared}
@@ -89,7 +89,7 @@ def make_batch_gradient(model: Model, method: Method, batch_size: int, micro_bat
     zeros = (jnp.zeros(num_tasks), jax.tree.map(lambda p: jnp.zeros((num_tasks, *p.shape), p.dtype), shared),
              jax.tree.map(jnp.zeros_like, specific))
     losses_T, jacobian, specific_grad = mean(over_micro_batches(fn, x_NxD, y_NxT, idx_B, zeros))
-    update, method_state = method.combine(Terms(present_T, losses_T, shared_grads=jacobian),
+    update, method_state = method.combine(Terms(present_T, epoch_start, losses_T, shared_grads=jacobian),
                                           method_state, key)
     shared_grad = update.shared_grad
     if shared_grad is None:
@@ -111,17 +111,18 @@ def make_batch_gradient(model: Model, method: Method, batch_size: int, micro_bat
     grads_TxBxF = jnp.moveaxis(grads_MxTxUxF, 1, 0).reshape(num_tasks, -1, grads_MxTxUxF.shape[-1])
     return losses_MxT.sum(0) / batch_size, grads_TxBxF / batch_size
 
-  def batch_gradient(params, method_state, key, x_NxD, y_NxT, idx_B):
+  def batch_gradient(params, method_state, key, epoch_start, x_NxD, y_NxT, idx_B):
     present_T = jnp.any(y_NxT[idx_B] != MISSING, axis=0)
     if SHARED_GRADS in method.needs:
-      return jacobian_gradient(params, method_state, key, present_T, x_NxD, y_NxT, idx_B)
-    terms = Terms(present_T)
+      return jacobian_gradient(params, method_state, key, present_T, epoch_start, x_NxD, y_NxT, idx_B)
+    terms = Terms(present_T, epoch_start)
     if REPR_GRADS in method.needs:
       losses_T, repr_grads = representation_terms(params, x_NxD, y_NxT, idx_B)
-      terms = Terms(present_T, losses_T, repr_grads=repr_grads)
+      terms = Terms(present_T, epoch_start, losses_T, repr_grads=repr_grads)
     elif LOSSES in method.needs:  # a forward pass first: the weights depend on this batch
       loss = lambda x, y: loss_sums_T(params, x, y)
-      terms = Terms(present_T, mean(over_micro_batches(loss, x_NxD, y_NxT, idx_B, jnp.zeros(y_NxT.shape[1]))))
+      terms = Terms(present_T, epoch_start,
+                    mean(over_micro_batches(loss, x_NxD, y_NxT, idx_B, jnp.zeros(y_NxT.shape[1]))))
     update, method_state = method.combine(terms, method_state, key)
     losses_T, grads = weighted_gradient(params, jax.lax.stop_gradient(update.task_weights_T),
                                         x_NxD, y_NxT, idx_B)

@@ -49,6 +49,8 @@ class TrainConfig:
   # loss for this many epochs; 0: train every epoch.
   patience: int = 0
   method: str = methods.DEFAULT_METHOD  # a key of methods.METHODS: the combination step
+  # The method's hyper-parameters that differ from its defaults, (name, value) pairs.
+  method_options: tuple[tuple[str, float], ...] = ()
 
 
 @dataclasses.dataclass
@@ -108,7 +110,8 @@ def _epoch_fn(model: Model, method: methods.Method, optimizer, num_examples: int
       params, opt_state, method_state = carry
       idx_B, step_index = idx_and_step
       losses_T, grads, method_state = batch_gradient(
-          params, method_state, jax.random.fold_in(method_key, step_index), x_NxD, y_NxT, idx_B)
+          params, method_state, jax.random.fold_in(method_key, step_index), step_index == 0,
+          x_NxD, y_NxT, idx_B)
       updates, opt_state = optimizer.update(grads, opt_state, params)
       return (optax.apply_updates(params, updates), opt_state, method_state), losses_T.sum()
 
@@ -227,9 +230,7 @@ def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
   if not 1 <= config.batch_size <= len(x_train):
     raise InputError(f"batch size {config.batch_size} must be in [1, {len(x_train)}] "
                      "(the number of training examples)")
-  if config.method not in methods.METHODS and method is None:
-    raise InputError(f"unknown method {config.method!r}; choose from {', '.join(methods.METHODS)}")
-  method = method or methods.METHODS[config.method]
+  method = method or methods.build_method(config.method, config.method_options)
   x_train, y_train = jax.device_put(x_train), jax.device_put(y_train)  # resident from here on
   if freeze_shared and pretrained_shared is None:
     raise ValueError("freeze_shared needs pretrained_shared")

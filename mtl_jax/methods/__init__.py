@@ -1,12 +1,34 @@
-"""MTL methods (combination steps) by name. Adding one is a module with a `Method`
-(see base.py) and a line here."""
-from mtl_jax.methods.base import LOSSES, NEEDS, REPR_GRADS, SHARED_GRADS, Method, Terms, Update
-from mtl_jax.methods.equal_weighting import EQUAL_WEIGHTING
+"""MTL methods (combination steps) by name. Adding one is a module with a builder
+`NAME(**hyper_parameters) -> Method` (see base.py) and a line here; each keyword of
+the builder, with its default, becomes the flag --NAME_KEYWORD (experiments/cli.py)."""
+import inspect
+from typing import Callable
 
-METHODS: dict[str, Method] = {
-    "ew": EQUAL_WEIGHTING,
+from mtl_jax.errors import InputError
+from mtl_jax.methods.base import (LOSSES, NEEDS, REPR_GRADS, SHARED_GRADS, Method, Terms, Update,
+                                  flat_jacobian, unflatten_like)
+from mtl_jax.methods.equal_weighting import equal_weighting
+
+METHODS: dict[str, Callable[..., Method]] = {
+    "ew": equal_weighting,
 }
 DEFAULT_METHOD = "ew"
 
+
+def hyper_parameters(name: str) -> dict[str, float]:
+  """A method's hyper-parameters and their defaults (the papers')."""
+  return {k: p.default for k, p in inspect.signature(METHODS[name]).parameters.items()}
+
+
+def build_method(name: str, options: tuple[tuple[str, float], ...] = ()) -> Method:
+  if name not in METHODS:
+    raise InputError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+  unknown = [k for k, _ in options if k not in hyper_parameters(name)]
+  if unknown:
+    raise InputError(f"method {name!r} has no hyper-parameter {unknown[0]!r}; it has "
+                     f"{', '.join(hyper_parameters(name)) or 'none'}")
+  return METHODS[name](**dict(options))
+
+
 __all__ = ["LOSSES", "METHODS", "NEEDS", "REPR_GRADS", "SHARED_GRADS", "DEFAULT_METHOD", "Method",
-           "Terms", "Update"]
+           "Terms", "Update", "build_method", "flat_jacobian", "hyper_parameters", "unflatten_like"]

@@ -13,9 +13,12 @@ A task with no valid label in the batch is *absent* (`present_T` False): its los
 gradients are zero because there was nothing to learn from, and a method must leave
 it out of the combination rather than treat it as a task whose gradient is zero.
 """
+import itertools
+import math
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
+import jax.numpy as jnp
 from flax import struct
 
 # What a method can ask the step for, beyond which tasks are present:
@@ -29,6 +32,7 @@ NEEDS = (LOSSES, SHARED_GRADS, REPR_GRADS)
 class Terms:
   """Per-task quantities of one batch (means over the batch, as in J)."""
   present_T: jax.Array  # bool [T]: the task has at least one valid label in the batch
+  epoch_start: jax.Array  # bool []: this is the first step of an epoch (for per-epoch statistics)
   losses_T: Optional[jax.Array] = None  # [T], if the method needs LOSSES or gradients
   shared_grads: Any = None  # the shared parameters' pytree, leaves [T, ...]
   repr_grads: Optional[jax.Array] = None  # [T, B, F]; rows padding a micro-batch are zero
@@ -52,3 +56,16 @@ class Method(NamedTuple):
 def no_state(num_tasks: int) -> tuple:
   del num_tasks
   return ()
+
+
+def flat_jacobian(shared_grads) -> jax.Array:
+  """The per-task gradients of the shared parameters as one [T, P] matrix."""
+  return jnp.concatenate([g.reshape(g.shape[0], -1) for g in jax.tree.leaves(shared_grads)], axis=1)
+
+
+def unflatten_like(vector_P: jax.Array, shared_grads) -> Any:
+  """A [P] vector back into the shared parameters' pytree (shared_grads without its task axis)."""
+  leaves, treedef = jax.tree.flatten(shared_grads)
+  sizes = [math.prod(leaf.shape[1:]) for leaf in leaves]
+  parts = jnp.split(vector_P, list(itertools.accumulate(sizes))[:-1])
+  return jax.tree.unflatten(treedef, [p.reshape(leaf.shape[1:]) for p, leaf in zip(parts, leaves)])

@@ -10,4 +10,8 @@ def combine(terms: Terms, state, key):
   return Update(jnp.ones(terms.present_T.shape, jnp.float32)), state
 
 
-EQUAL_WEIGHTING = Method(no_state, combine)
+def equal_weighting() -> Method:
+  return Method(no_state, combine)
+
+
+EQUAL_WEIGHTING = equal_weighting()
