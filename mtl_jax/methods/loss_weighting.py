@@ -49,7 +49,7 @@ dwa -- Dynamic weight averaging
   Needs LOSSES (to record this batch's losses; the weights themselves do not use them).
 
 rlw -- Random loss weighting
-  Lin, Ye, Xu, Shi & Zhang (2022), "Reasonable Effectiveness of Random Weighting: A
+  Lin, Ye, Zhang & Tsang (2022), "Reasonable Effectiveness of Random Weighting: A
   Litmus Test for Multi-Task Learning" (TMLR; LibMTL/weighting/RLW.py). w = softmax of
   standard normal draws (one per task, from this step's `key`) over the present tasks,
   times the number K of present tasks, so the weights average 1 as in EW (LibMTL's sum
@@ -66,7 +66,7 @@ gls -- Geometric loss strategy
   absent. No hyper-parameters, no state.
 
 famo -- Fast Adaptive Multitask Optimization
-  Liu, Liu, Ye, Stone & Liu (2023), "FAMO: Fast Adaptive Multitask Optimization"
+  Liu, Feng, Stone & Liu (2023), "FAMO: Fast Adaptive Multitask Optimization"
   (NeurIPS; official code Cranial-XIX/FAMO, methods/weight_methods.py, and
   LibMTL/weighting/FAMO.py). Logits xi (state, start 0), z = softmax(xi); the network
   descends sum_t z_t log(L_t - m_t + 1e-8) / c with c = sum_t z_t / (L_t - m_t + 1e-8),
