@@ -179,3 +179,18 @@ def test_methods_that_combine_shared_gradients_refuse_separate_networks():
   model = build_model("separate", EncoderSpec("mlp", 4, 1), T, (6,))
   with pytest.raises(ValueError, match="shares none"):
     make_batch_gradient(model, TOY, batch_size=8, micro_batch=8)
+
+
+@pytest.mark.parametrize("name", sorted(__import__("mtl_jax.methods", fromlist=["METHODS"]).METHODS))
+def test_every_registered_method_trains_with_seeds_micro_batches_and_absent_tasks(name):
+  """Through train(): two seeds in one program, micro-batches, a task absent from
+  most batches (its labels mostly missing) and one missing everywhere but 4 rows."""
+  from mtl_jax.methods import build_method
+  x, y = _data(64)
+  y[8:, 2] = -1
+  model = build_model("hps", EncoderSpec("mlp", 4, 2), T, (6,))
+  result = train(model, x, y, [0, 1], TrainConfig(1e-2, 16, 2, method=name), micro_batch=5)
+  assert np.all(np.isfinite(result.loss_ExS)) and not result.diverged_step_S.any()
+  assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(result.params))
+  assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(result.method_state))
+  build_method(name)  # the registry's defaults build

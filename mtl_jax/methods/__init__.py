@@ -8,9 +8,17 @@ from mtl_jax.errors import InputError
 from mtl_jax.methods.base import (LOSSES, NEEDS, REPR_GRADS, SHARED_GRADS, Method, Terms, Update,
                                   flat_jacobian, unflatten_like)
 from mtl_jax.methods.equal_weighting import equal_weighting
+from mtl_jax.methods.loss_weighting import (dynamic_weight_averaging, famo, geometric_loss_strategy,
+                                            random_loss_weighting, uncertainty_weighting)
 
 METHODS: dict[str, Callable[..., Method]] = {
     "ew": equal_weighting,
+    # loss weighting
+    "uw": uncertainty_weighting,
+    "dwa": dynamic_weight_averaging,
+    "rlw": random_loss_weighting,
+    "gls": geometric_loss_strategy,
+    "famo": famo,
 }
 DEFAULT_METHOD = "ew"
 
