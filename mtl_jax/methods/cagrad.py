@@ -14,7 +14,7 @@ G = J J^T ([T, T]), never in parameter space.
 Scale: d as above, without the original code's final division by 1 + c^2 (its
 rescale=1 default, kept by LibMTL, median-research-group/LibMTL,
 LibMTL/weighting/CAGrad.py); this is TorchJD's convention (TorchJD/torchjd,
-aggregation/_cagrad.py), whose reference CAGrad(c = 0.5)(J = [[-4, 1, 1], [6, 1, 1]])
+src/torchjd/aggregation/_cagrad.py), whose reference CAGrad(c = 0.5)(J = [[-4, 1, 1], [6, 1, 1]])
 = [0.1835, 1.2041, 1.2041] we reproduce; LibMTL's direction is ours / 1.25. g_0 is the
 mean, as in the paper, so the step is about 1/T of equal weighting's sum (immaterial
 under Adam, the default optimizer).

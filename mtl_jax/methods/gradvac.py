@@ -15,7 +15,9 @@ adjustment), kept in the method's state ([T, T], starting at 0, so the first ste
 PCGrad). The step is the sum of the adjusted gradients. We follow LibMTL's
 implementation (median-research-group/LibMTL, LibMTL/weighting/GradVac.py) with one
 group spanning all shared parameters (the paper also applies it per layer); each task
-draws its own order from the step's `key`.
+draws its own order from the step's `key`. (A TorchJD GradVac draft,
+TorchJD/torchjd src/torchjd/aggregation/gradvac.py, updates the EMA before comparing
+and defaults to beta = 1e-2; we compare with the target first, as LibMTL does.)
 
 As in pcgrad.py everything runs on coefficients over the Gramian G = J J^T: the
 adjusted g_i = sum_k C_ik g_k; the direction is J^T w with w = sum_i C_i, returned as

@@ -10,7 +10,7 @@ closed form is w_{2:T} = g_1 U^T (D U^T)^{-1}, w_1 = 1 - sum_{t>1} w_t, with row
 D_t = g_1 - g_t and U_t = u_1 - u_t. Equivalently (J J^T) v = (||g_t||)_t, w = v /
 sum_t v_t: (J d)_t = ||g_t|| / sum(v) makes d . u_t the same for every t. We solve the
 latter with the pseudo-inverse of the Gramian, as TorchJD does (TorchJD/torchjd,
-aggregation/_imtl_g.py), which also covers linearly dependent gradients; if sum(v) is
+src/torchjd/aggregation/_imtl_g.py), which also covers linearly dependent gradients; if sum(v) is
 ~0 the weights are zero. (LibMTL, median-research-group/LibMTL,
 LibMTL/weighting/IMTL.py, implements the paper's form, together with IMTL-L's loss
 scaling, which this module leaves out.)

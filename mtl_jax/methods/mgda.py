@@ -13,7 +13,7 @@ g_2||^2, 0, 1) (Sener & Koltun, Algorithm 1).
 
 Scale: the direction is J^T w with w on the simplex, the convention of Sener & Koltun,
 of LibMTL (median-research-group/LibMTL, LibMTL/weighting/MGDA.py, mgda_gn='none') and
-of TorchJD (TorchJD/torchjd, aggregation/_mgda.py), whose reference value
+of TorchJD (TorchJD/torchjd, src/torchjd/aggregation/_mgda.py), whose reference value
 MGDA(J = [[-4, 1, 1], [6, 1, 1]]) = [0, 1, 1] we reproduce. Its norm is at most that of
 the mean gradient, so about T times smaller than equal weighting's sum; under Adam (the
 default optimizer) a constant scale of the gradient hardly matters.
@@ -42,7 +42,8 @@ only to ~3e-4 |g| and g_t . d >= -1e-3 max_t |g_t|^2 is what the tests check.
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.methods.base import REPR_GRADS, SHARED_GRADS, Method, Terms, Update, flat_jacobian, no_state, unflatten_like
+from mtl_jax.methods.base import (REPR_GRADS, SHARED_GRADS, Method, Terms, Update, flat_jacobian,
+                                  no_state, unflatten_like)
 
 FRANK_WOLFE_STEPS = 256
 _TINY = 1e-20

@@ -7,7 +7,7 @@ What it does: for each task i, its gradient g_i is taken through the other tasks
 random order; whenever the current g_i conflicts with the original g_j (g_i . g_j < 0),
 g_i is projected onto the normal plane of g_j: g_i <- g_i - (g_i . g_j / ||g_j||^2) g_j.
 The step is the sum of the projected gradients. Each task draws its own order (as in
-TorchJD, TorchJD/torchjd, aggregation/_pcgrad.py, and LibMTL,
+TorchJD, TorchJD/torchjd, src/torchjd/aggregation/_pcgrad.py, and LibMTL,
 median-research-group/LibMTL, LibMTL/weighting/PCGrad.py), from the step's `key`; a
 task is not projected onto itself. With two tasks the result does not depend on the
 order.
