@@ -255,7 +255,8 @@ def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
   if pretrained_shared is not None:
     params = {**params, **jax.tree.map(jnp.array, pretrained_shared)}
   opt_state = jax.vmap(optimizer.init)(params)
-  method_state = jax.vmap(lambda _: method.init(num_tasks))(keys_S)
+  shared_size = sum(leaf[0].size for k in model.shared for leaf in jax.tree.leaves(params[k]))
+  method_state = jax.vmap(lambda _: methods.init_state(method, num_tasks, shared_size))(keys_S)
   stream_keys = lambda stream: jax.vmap(lambda k: jax.random.fold_in(k, stream))(keys_S)
   shuffle_keys_S, method_keys_S = stream_keys(SHUFFLE_STREAM), stream_keys(METHOD_STREAM)
   compile_start = time.perf_counter()

@@ -8,6 +8,17 @@ from mtl_jax.errors import InputError
 from mtl_jax.methods.base import (LOSSES, NEEDS, REPR_GRADS, SHARED_GRADS, Method, Terms, Update,
                                   flat_jacobian, unflatten_like)
 from mtl_jax.methods.equal_weighting import equal_weighting
+from mtl_jax.methods.aligned_mtl import aligned_mtl
+from mtl_jax.methods.db_mtl import db_mtl
+from mtl_jax.methods.dualproj import dualproj
+from mtl_jax.methods.cagrad import cagrad
+from mtl_jax.methods.gradnorm import gradnorm
+from mtl_jax.methods.gradvac import gradvac
+from mtl_jax.methods.imtl import imtl_g
+from mtl_jax.methods.mgda import mgda, mgda_ub
+from mtl_jax.methods.pcgrad import pcgrad
+from mtl_jax.methods.nash_mtl import nash_mtl
+from mtl_jax.methods.upgrad import upgrad
 from mtl_jax.methods.loss_weighting import (dynamic_weight_averaging, famo, geometric_loss_strategy,
                                             random_loss_weighting, uncertainty_weighting)
 
@@ -19,6 +30,20 @@ METHODS: dict[str, Callable[..., Method]] = {
     "rlw": random_loss_weighting,
     "gls": geometric_loss_strategy,
     "famo": famo,
+    # gradient combination on the shared parameters
+    "mgda": mgda,
+    "pcgrad": pcgrad,
+    "gradvac": gradvac,
+    "imtl_g": imtl_g,
+    "cagrad": cagrad,
+    "upgrad": upgrad,
+    "dualproj": dualproj,
+    "aligned_mtl": aligned_mtl,
+    "nash_mtl": nash_mtl,
+    "gradnorm": gradnorm,
+    "db_mtl": db_mtl,
+    # on per-task gradients of the shared representation (one backward pass)
+    "mgda_ub": mgda_ub,
 }
 DEFAULT_METHOD = "ew"
 
@@ -26,6 +51,14 @@ DEFAULT_METHOD = "ew"
 def hyper_parameters(name: str) -> dict[str, float]:
   """A method's hyper-parameters and their defaults (the papers')."""
   return {k: p.default for k, p in inspect.signature(METHODS[name]).parameters.items()}
+
+
+def init_state(method: Method, num_tasks: int, num_shared_params: int):
+  """method.init(num_tasks), or init(num_tasks, num_shared_params) for a method whose
+  state is sized by the shared parameters (DB-MTL's running gradient averages)."""
+  if len(inspect.signature(method.init).parameters) == 2:
+    return method.init(num_tasks, num_shared_params)
+  return method.init(num_tasks)
 
 
 def build_method(name: str, options: tuple[tuple[str, float], ...] = ()) -> Method:
@@ -39,4 +72,4 @@ def build_method(name: str, options: tuple[tuple[str, float], ...] = ()) -> Meth
 
 
 __all__ = ["LOSSES", "METHODS", "NEEDS", "REPR_GRADS", "SHARED_GRADS", "DEFAULT_METHOD", "Method",
-           "Terms", "Update", "build_method", "flat_jacobian", "hyper_parameters", "unflatten_like"]
+           "Terms", "Update", "build_method", "init_state", "flat_jacobian", "hyper_parameters", "unflatten_like"]

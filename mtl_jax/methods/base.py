@@ -45,8 +45,9 @@ class Update:
 
 
 class Method(NamedTuple):
-  # num_tasks -> the method's state (a pytree; () if it has none). Made per seed,
-  # carried in the training state and checkpointed with it.
+  # num_tasks -> the method's state (a pytree; () if it has none), or (num_tasks,
+  # num_shared_params) -> state for a state sized by the shared parameters. Made per
+  # seed, carried in the training state and checkpointed with it.
   init: Callable[[int], Any]
   # (terms, state, key) -> (update, new state); traced into the compiled step.
   combine: Callable[[Terms, Any, jax.Array], tuple[Update, Any]]
