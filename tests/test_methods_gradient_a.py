@@ -26,6 +26,7 @@ from mtl_jax.methods.mgda import mgda, mgda_ub
 from mtl_jax.methods.pcgrad import pcgrad
 from mtl_jax.models import EncoderSpec, build_model
 from mtl_jax.train import TrainConfig, train
+from property_budget import EXAMPLES
 
 J_TORCHJD = jnp.array([[-4.0, 1.0, 1.0], [6.0, 1.0, 1.0]])
 ALL = jnp.array([True, True])
@@ -72,7 +73,7 @@ def _two_task_matrices():
                     lambda j: np.all(np.sum(j.astype(np.float64) ** 2, 1) > 1e-2))
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None)
 @given(_two_task_matrices())
 def test_mgda_two_tasks_is_sener_and_koltuns_closed_form(j):
   j = jnp.asarray(j)
@@ -80,7 +81,7 @@ def test_mgda_two_tasks_is_sener_and_koltuns_closed_form(j):
   np.testing.assert_allclose(mgda_dir(j), gamma * j[0] + (1 - gamma) * j[1], atol=1e-4)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None)
 @given(_two_task_matrices())
 def test_pcgrad_two_tasks_closed_form(j):
   j64 = j.astype(np.float64)
@@ -95,7 +96,7 @@ def test_pcgrad_two_tasks_closed_form(j):
 gradvac_weights = jax.jit(gradvac_module.gradvac_weights, static_argnames=("beta",))
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None)
 @given(_two_task_matrices(), st.floats(-0.9, 0.9))
 def test_gradvac_two_tasks_reaches_the_target_similarity(j, target):
   """Each task's adjusted gradient has cosine exactly the target with the other's (if
@@ -120,7 +121,7 @@ def test_gradvac_two_tasks_reaches_the_target_similarity(j, target):
   np.testing.assert_allclose(w, expected_w, rtol=1e-3, atol=1e-3)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None)
 @given(arrays(np.float32, st.tuples(st.integers(2, 4), st.integers(4, 6)), elements=st.floats(-3, 3, width=32)))
 def test_imtl_g_projects_equally_on_every_unit_gradient(j):
   j64 = j.astype(np.float64)
@@ -184,7 +185,7 @@ def _matrices():
   return arrays(np.float32, st.tuples(st.integers(2, 5), st.integers(1, 6)), elements=st.floats(-3, 3, width=32))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None)
 @given(_matrices())
 def test_mgda_direction_does_not_conflict_with_any_task(j):
   """g_t . d >= |d|^2 >= 0 at the optimum. In float32 on the Gramian the direction is
@@ -205,7 +206,7 @@ def test_mgda_direction_does_not_conflict_away_from_pareto_stationarity():
     assert np.min(j @ d) >= d @ d * (1 - 1e-4) - 1e-5
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None)
 @given(_matrices(), st.randoms(use_true_random=False))
 def test_deterministic_methods_do_not_depend_on_task_order(j, random):
   j = jnp.asarray(j)
@@ -218,7 +219,7 @@ def test_deterministic_methods_do_not_depend_on_task_order(j, random):
     np.testing.assert_allclose(imtl_dir(j[jnp.array(order)]), imtl_dir(j), atol=1e-3 * scale)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None)
 @given(_matrices(), st.integers(0, 2 ** 31 - 1))
 def test_pcgrad_and_gradvac_are_the_sum_when_nothing_conflicts(j, seed):
   j = jnp.asarray(j)
@@ -353,7 +354,7 @@ def test_training_runs_with_missing_labels(builder):
   assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(result.method_state))
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None)
 @given(_matrices(), st.integers(0, 2 ** 31 - 1))
 def test_gradvac_with_zero_targets_is_pcgrad_for_any_number_of_tasks(j, seed):
   """A zero target makes GradVac's adjustment PCGrad's projection (same orders, same key)."""

@@ -18,6 +18,7 @@ from mtl_jax.methods import aligned_mtl, cone, db_mtl, dualproj, gradnorm, nash_
 from mtl_jax.methods.base import Terms
 from mtl_jax.models import EncoderSpec, build_model
 from mtl_jax.train import TrainConfig, train
+from property_budget import EXAMPLES
 
 J_REF = jnp.array([[-4.0, 1.0, 1.0], [6.0, 1.0, 1.0]])
 # TorchJD's published outputs for J_REF (tests/unit/aggregation/, docs).
@@ -73,7 +74,7 @@ jacobians = st.integers(2, 5).flatmap(lambda T: st.integers(1, 6).flatmap(
 
 
 @pytest.mark.parametrize("module", [upgrad, dualproj])
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None)
 @given(J=jacobians)
 def test_no_conflict_with_any_task(module, J):
   """J d >= 0 up to the reg_eps the Gramian is regularised by: the KKT conditions of the
@@ -87,7 +88,7 @@ def test_no_conflict_with_any_task(module, J):
 
 
 @pytest.mark.parametrize("module", [upgrad, dualproj])
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None)
 @given(J=jacobians)
 def test_the_mean_when_no_gradients_conflict(module, J):
   J = jnp.abs(jnp.asarray(J))  # non-negative rows: every pair has a non-negative inner product
@@ -96,7 +97,7 @@ def test_the_mean_when_no_gradients_conflict(module, J):
 
 
 @pytest.mark.parametrize("name", REFERENCES)
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None)
 @given(J=jacobians, seed=st.integers(0, 1000))
 def test_invariant_to_task_order(name, J, seed):
   J = jnp.asarray(J) + 0.05 * jnp.eye(*J.shape)  # no exactly zero rows

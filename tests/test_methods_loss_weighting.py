@@ -14,6 +14,7 @@ from mtl_jax.methods.loss_weighting import (dwa_weights, dynamic_weight_averagin
                                             uw_weights)
 from mtl_jax.models import EncoderSpec, build_model
 from mtl_jax.train import TrainConfig, train
+from property_budget import EXAMPLES
 
 KEY = jax.random.PRNGKey(0)
 
@@ -158,7 +159,7 @@ def test_rlw_is_k_times_a_softmax_of_normal_draws_over_present_tasks():
   _assert_no_task_present_is_a_zero_update(method)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None)
 @given(st.lists(st.floats(-5, 5), min_size=2, max_size=5), st.integers(0, 2 ** 16))
 def test_rlw_weights_sum_to_the_number_of_present_tasks(draws, mask_bits):
   present = np.array([(mask_bits >> i) & 1 for i in range(len(draws))], bool)

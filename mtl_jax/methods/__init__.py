@@ -8,17 +8,10 @@ from mtl_jax.errors import InputError
 from mtl_jax.methods.base import (LOSSES, NEEDS, REPR_GRADS, SHARED_GRADS, Method, Terms, Update,
                                   flat_jacobian, unflatten_like)
 from mtl_jax.methods.equal_weighting import equal_weighting
-from mtl_jax.methods.aligned_mtl import aligned_mtl
-from mtl_jax.methods.db_mtl import db_mtl
-from mtl_jax.methods.dualproj import dualproj
-from mtl_jax.methods.cagrad import cagrad
-from mtl_jax.methods.gradnorm import gradnorm
-from mtl_jax.methods.gradvac import gradvac
-from mtl_jax.methods.imtl import imtl_g
-from mtl_jax.methods.mgda import mgda, mgda_ub
-from mtl_jax.methods.pcgrad import pcgrad
-from mtl_jax.methods.nash_mtl import nash_mtl
-from mtl_jax.methods.upgrad import upgrad
+# Modules, not their builders, are imported by name: a builder named like its module
+# would otherwise replace the module as this package's attribute.
+from mtl_jax.methods import (aligned_mtl, cagrad, db_mtl, dualproj, gradnorm, gradvac, imtl, mgda,
+                             nash_mtl, pcgrad, upgrad)
 from mtl_jax.methods.loss_weighting import (dynamic_weight_averaging, famo, geometric_loss_strategy,
                                             random_loss_weighting, uncertainty_weighting)
 
@@ -31,19 +24,19 @@ METHODS: dict[str, Callable[..., Method]] = {
     "gls": geometric_loss_strategy,
     "famo": famo,
     # gradient combination on the shared parameters
-    "mgda": mgda,
-    "pcgrad": pcgrad,
-    "gradvac": gradvac,
-    "imtl_g": imtl_g,
-    "cagrad": cagrad,
-    "upgrad": upgrad,
-    "dualproj": dualproj,
-    "aligned_mtl": aligned_mtl,
-    "nash_mtl": nash_mtl,
-    "gradnorm": gradnorm,
-    "db_mtl": db_mtl,
+    "mgda": mgda.mgda,
+    "pcgrad": pcgrad.pcgrad,
+    "gradvac": gradvac.gradvac,
+    "imtl_g": imtl.imtl_g,
+    "cagrad": cagrad.cagrad,
+    "upgrad": upgrad.upgrad,
+    "dualproj": dualproj.dualproj,
+    "aligned_mtl": aligned_mtl.aligned_mtl,
+    "nash_mtl": nash_mtl.nash_mtl,
+    "gradnorm": gradnorm.gradnorm,
+    "db_mtl": db_mtl.db_mtl,
     # on per-task gradients of the shared representation (one backward pass)
-    "mgda_ub": mgda_ub,
+    "mgda_ub": mgda.mgda_ub,
 }
 DEFAULT_METHOD = "ew"
 
