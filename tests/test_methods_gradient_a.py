@@ -337,21 +337,8 @@ def test_mgda_ub_weighs_the_losses_by_the_min_norm_point_of_representation_gradi
   np.testing.assert_array_equal(update.task_weights_T, jnp.zeros(3))
 
 
-# --- End to end ---
-
-@pytest.mark.parametrize("builder", [mgda, mgda_ub, pcgrad, gradvac, imtl_g, cagrad],
-                         ids=["mgda", "mgda_ub", "pcgrad", "gradvac", "imtl_g", "cagrad"])
-def test_training_runs_with_missing_labels(builder):
-  rng = np.random.default_rng(0)
-  x = rng.normal(size=(64, 6)).astype(np.float32)
-  y = rng.integers(0, 2, (64, 3)).astype(np.int8)
-  y[rng.random((64, 3)) < 0.3] = -1
-  y[:40, 2] = -1  # task 2 absent from many batches
-  model = build_model("hps", EncoderSpec("mlp", 4, 1), 3, (6,))
-  result = train(model, x, y, [0, 1], TrainConfig(batch_size=16, epochs=2), method=builder())
-  assert np.all(np.isfinite(result.loss_ExS))
-  assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(result.params))
-  assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(result.method_state))
+# End to end: tests/test_combination.py trains every registered method (seeds,
+# micro-batches, absent tasks).
 
 
 @settings(max_examples=EXAMPLES, deadline=None)
