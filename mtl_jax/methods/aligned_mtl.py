@@ -19,7 +19,7 @@ Gramian; B is invariant to that scale).
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.methods.base import SHARED_GRADS, Method, Terms, Update, flat_jacobian, no_state, unflatten_like
+from mtl_jax.methods.base import Method, jacobian_weighting
 
 
 def weights(J_TxP, present_T):
@@ -44,10 +44,4 @@ def aggregate(J_TxP, present_T=None):
 
 
 def aligned_mtl() -> Method:
-  def combine(terms: Terms, state, key):
-    del key
-    J = flat_jacobian(terms.shared_grads)
-    w = jax.lax.stop_gradient(weights(J, terms.present_T))
-    return Update(w, unflatten_like(w @ (J * terms.present_T[:, None]), terms.shared_grads)), state
-
-  return Method(no_state, combine, frozenset({SHARED_GRADS}))
+  return jacobian_weighting(weights)

@@ -70,3 +70,15 @@ def unflatten_like(vector_P: jax.Array, shared_grads) -> Any:
   sizes = [math.prod(leaf.shape[1:]) for leaf in leaves]
   parts = jnp.split(vector_P, list(itertools.accumulate(sizes))[:-1])
   return jax.tree.unflatten(treedef, [p.reshape(leaf.shape[1:]) for p, leaf in zip(parts, leaves)])
+
+
+def jacobian_weighting(weights: Callable[[jax.Array, jax.Array], jax.Array]) -> Method:
+  """A stateless method whose shared gradient is sum_t w_t g_t over the present tasks,
+  with w = weights(J_TxP, present_T) computed from the per-task Jacobian."""
+  def combine(terms: Terms, state, key):
+    del key
+    J_TxP = flat_jacobian(terms.shared_grads)
+    w_T = jax.lax.stop_gradient(weights(J_TxP, terms.present_T))
+    return Update(w_T, unflatten_like(w_T @ (J_TxP * terms.present_T[:, None]), terms.shared_grads)), state
+
+  return Method(no_state, combine, frozenset({SHARED_GRADS}))

@@ -17,7 +17,7 @@ nearly collinear conflicting rows).
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.methods.base import SHARED_GRADS, Method, Terms, Update, flat_jacobian, no_state, unflatten_like
+from mtl_jax.methods.base import Method, jacobian_weighting
 from mtl_jax.methods.cone import normalized_gramian, project_weights
 
 
@@ -33,10 +33,4 @@ def aggregate(J_TxP, present_T=None, reg_eps=1e-4, norm_eps=1e-4):
 
 
 def dualproj(reg_eps: float = 1e-4, norm_eps: float = 1e-4) -> Method:
-  def combine(terms: Terms, state, key):
-    del key
-    J = flat_jacobian(terms.shared_grads)
-    w = jax.lax.stop_gradient(weights(J, terms.present_T, reg_eps, norm_eps))
-    return Update(w, unflatten_like(w @ (J * terms.present_T[:, None]), terms.shared_grads)), state
-
-  return Method(no_state, combine, frozenset({SHARED_GRADS}))
+  return jacobian_weighting(lambda J, present: weights(J, present, reg_eps, norm_eps))

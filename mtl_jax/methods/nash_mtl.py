@@ -29,7 +29,7 @@ is solved at every step.
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.methods.base import SHARED_GRADS, Method, Terms, Update, flat_jacobian, no_state, unflatten_like
+from mtl_jax.methods.base import Method, jacobian_weighting
 
 NEWTON_STEPS = 40
 
@@ -63,10 +63,4 @@ def aggregate(J_TxP, present_T=None, max_norm=1.0, reg_eps=1e-6):
 
 
 def nash_mtl(max_norm: float = 1.0, reg_eps: float = 1e-6) -> Method:
-  def combine(terms: Terms, state, key):
-    del key
-    J = flat_jacobian(terms.shared_grads)
-    w = jax.lax.stop_gradient(weights(J, terms.present_T, max_norm, reg_eps))
-    return Update(w, unflatten_like(w @ (J * terms.present_T[:, None]), terms.shared_grads)), state
-
-  return Method(no_state, combine, frozenset({SHARED_GRADS}))
+  return jacobian_weighting(lambda J, present: weights(J, present, max_norm, reg_eps))
