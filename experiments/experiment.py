@@ -41,6 +41,7 @@ class Settings:
   train: TrainConfig
   seeds: int = 3  # seeds 0..seeds-1 of every group
   arch: str = "hps"  # how the joint arms share (RunConfig.arch)
+  arch_options: tuple[tuple[str, float], ...] = ()  # its sizes off their defaults (RunConfig)
   out_dir: Optional[str] = None  # None: runs/NAME
   plot_only: bool = False  # train nothing: summarise the runs already in out_dir
   checkpoint_every: int = 0  # epochs between checkpoints (0: never)
@@ -52,7 +53,8 @@ class Settings:
     """One group: the same run for every seed, with these settings' encoder and
     training unless a sweep point gives its own."""
     return [RunConfig(experiment, arm, seed, data, encoder or self.encoder, train or self.train,
-                      pretrain=pretrain, arch=self.arch) for seed in range(self.seeds)]
+                      pretrain=pretrain, arch=self.arch,
+                      arch_options=self.arch_options) for seed in range(self.seeds)]
 
 
 # An experiment's grid: groups of configs identical but for their seeds, by the

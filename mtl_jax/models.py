@@ -173,19 +173,25 @@ MODELS: dict[str, Callable[[EncoderSpec, int, tuple[int, ...]], Model]] = {
 SEPARATE_ARM = "separate"
 
 
-def build_model(arch: str, encoder: EncoderSpec, num_tasks: int, input_shape) -> Model:
+def build_model(arch: str, encoder: EncoderSpec, num_tasks: int, input_shape,
+                options: tuple[tuple[str, float], ...] = ()) -> Model:
+  """The architecture `arch`; `options` are (keyword, value) pairs for its builder
+  (sizes such as the number of experts), its defaults where absent."""
   if arch not in MODELS:
     raise InputError(f"unknown architecture {arch!r}; choose from {', '.join(MODELS)}")
   if encoder.kind == "cnn" and len(input_shape) != 3:
     raise InputError(f"the cnn encoder needs images [height, width, channels]; this data has "
                      f"inputs of shape {tuple(input_shape)}: use --encoder=mlp")
-  return MODELS[arch](encoder, num_tasks, tuple(input_shape))
+  return MODELS[arch](encoder, num_tasks, tuple(input_shape), **dict(options))
 
 
-def make_model(arm: str, encoder: EncoderSpec, num_tasks: int, input_shape, arch: str = "hps") -> Model:
+def make_model(arm: str, encoder: EncoderSpec, num_tasks: int, input_shape, arch: str = "hps",
+               arch_options: tuple[tuple[str, float], ...] = ()) -> Model:
   """The model of an experiment arm: "separate" is one network per task; any other
   arm (joint, a fine-tuned transfer arm, a single-task baseline) is `arch`."""
-  return build_model(SEPARATE_ARM if arm == SEPARATE_ARM else arch, encoder, num_tasks, input_shape)
+  if arm == SEPARATE_ARM:
+    return build_model(SEPARATE_ARM, encoder, num_tasks, input_shape)
+  return build_model(arch, encoder, num_tasks, input_shape, arch_options)
 
 
 def shared_params(model: Model, params: dict) -> dict:

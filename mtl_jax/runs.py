@@ -34,6 +34,9 @@ class RunConfig:
   # seed and training settings).
   pretrain: Optional[DataConfig] = None
   arch: str = "hps"  # a key of models.MODELS: how the joint arms share (--arch)
+  # The architecture's size options that differ from its defaults, (name, value) pairs
+  # (models.build_model); empty for hard sharing.
+  arch_options: tuple[tuple[str, float], ...] = ()
 
   def __post_init__(self):
     if (self.arm in TRANSFER_ARMS) != (self.pretrain is not None):
@@ -43,6 +46,7 @@ class RunConfig:
       # nothing to combine. Normalised, so that a sweep over methods or architectures
       # trains its separate baseline once.
       object.__setattr__(self, "arch", SEPARATE_ARM)
+      object.__setattr__(self, "arch_options", ())
       object.__setattr__(self, "train", dataclasses.replace(
           self.train, method=methods.DEFAULT_METHOD, method_options=()))
 
@@ -82,7 +86,8 @@ def _pretrained_shared(config: RunConfig, seeds: list[int], log) -> tuple[dict, 
   key = (config.pretrain, config.encoder, config.arch, train_config, tuple(seeds))
   if key not in _last_pretrained:
     data = load_dataset(config.pretrain)
-    model = make_model("joint", config.encoder, len(data.task_names), data.input_shape, config.arch)
+    model = make_model("joint", config.encoder, len(data.task_names), data.input_shape, config.arch,
+                       config.arch_options)
     result = train(model, data.train.x, data.train.y, seeds, train_config,
                    log and (lambda epoch, loss: log(epoch, loss, "pretrain")),
                    validation=(data.val.x, data.val.y), task_names=data.task_names)
@@ -107,7 +112,8 @@ def run_arm(configs: Sequence[RunConfig], data: MultiTaskData,
   first = configs[0]
   assert all(dataclasses.replace(c, seed=first.seed) == first for c in configs)
   seeds = [c.seed for c in configs]
-  model = make_model(first.arm, first.encoder, len(data.task_names), data.input_shape, first.arch)
+  model = make_model(first.arm, first.encoder, len(data.task_names), data.input_shape, first.arch,
+                     first.arch_options)
   shared, pretrain_seconds = _pretrained_shared(first, seeds, log) if first.pretrain else (None, 0.0)
   result = train(model, data.train.x, data.train.y, seeds, first.train, log,
                  pretrained_shared=shared, freeze_shared=first.arm == "transfer_frozen",
