@@ -67,6 +67,11 @@ def _json_number(value: float) -> Optional[float]:
   return float(value) if math.isfinite(value) else None
 
 
+def _json_numbers(values: np.ndarray) -> list:
+  """Nested lists of floats, None where not finite (JSON has no NaN)."""
+  return np.vectorize(_json_number, otypes=[object])(values).tolist()
+
+
 def _split_metrics(logits_NxT: np.ndarray, labels_NxT: np.ndarray) -> dict:
   per_task = metrics.task_metrics(logits_NxT, labels_NxT)
   return {name: {"per_task": [_json_number(v) for v in values],
@@ -137,8 +142,7 @@ def run_arm(configs: Sequence[RunConfig], data: MultiTaskData,
         "selected_epoch": result.selected_epoch_S[s].tolist(),
         "epochs_trained": len(result.loss_ExS),
         "stopped_early": result.stopped_early,
-        "val_loss_per_epoch": np.vectorize(_json_number, otypes=[object])(
-            result.val_loss_ExS[:, s]).tolist(),
+        "val_loss_per_epoch": _json_numbers(result.val_loss_ExS[:, s]),
         "param_count": params_per_seed,
         "train_examples": int(len(data.train.y)),
         "train_labels": int(np.sum(data.train.y != -1)),
@@ -150,6 +154,12 @@ def run_arm(configs: Sequence[RunConfig], data: MultiTaskData,
         "wall_seconds_all_seeds": round(wall_seconds, 3),
         "provenance": provenance(),
         "final_train_loss": _json_number(result.loss_ExS[-1, s]),
+        # Diagnostics: each task's training loss (its term of J) per epoch, [E][T], and
+        # the mean pairwise cosine of the task gradients the method combined per epoch
+        # (gradient conflict; null for methods that take no per-task gradients).
+        "train_loss_per_task_per_epoch": _json_numbers(result.task_loss_ExSxT[:, s]),
+        "gradient_cosine_per_epoch": (_json_numbers(result.cosine_ExS[:, s])
+                                      if np.isfinite(result.cosine_ExS[:, s]).any() else None),
         # A diverged run (training loss NaN, inf or exploded), or one where no epoch
         # improved on the initial parameters, is kept on file but left out of means.
         "status": _status(result.diverged_step_S[s], result.selected_epoch_S[s]),

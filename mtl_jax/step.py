@@ -12,8 +12,9 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 
+from mtl_jax.conflict import mean_pairwise_cosine
 from mtl_jax.losses import MISSING, per_task_logistic_loss
-from mtl_jax.methods import LOSSES, REPR_GRADS, SHARED_GRADS, Method, Terms
+from mtl_jax.methods import LOSSES, REPR_GRADS, SHARED_GRADS, Method, Terms, flat_jacobian
 from mtl_jax.models import Model
 
 
@@ -24,8 +25,9 @@ def tasks_in_turn_default() -> bool:
 def make_batch_gradient(model: Model, method: Method, batch_size: int, micro_batch: int,
                         tasks_in_turn: Optional[bool] = None) -> Callable:
   """batch_gradient(params, method_state, key, epoch_start, x_NxD, y_NxT, idx_B) ->
-  (losses_T, grads, method_state): the batch's per-task losses (their sum is J) and
-  the gradient to hand to the optimizer."""
+  (losses_T, grads, method_state, cosine): the batch's per-task losses (their sum is
+  J), the gradient to hand to the optimizer, and the mean pairwise cosine of the task
+  gradients the method combined (conflict.py; NaN for methods that take none)."""
   if {SHARED_GRADS, REPR_GRADS} <= method.needs:
     raise ValueError("a method takes per-task gradients of the shared parameters or of the "
                      "representation, not both")
@@ -94,7 +96,8 @@ def make_batch_gradient(model: Model, method: Method, batch_size: int, micro_bat
     shared_grad = update.shared_grad
     if shared_grad is None:
       shared_grad = jax.tree.map(lambda j: jnp.tensordot(update.task_weights_T, j, axes=1), jacobian)
-    return losses_T, {**shared_grad, **specific_grad}, method_state
+    cosine = mean_pairwise_cosine(flat_jacobian(jacobian), present_T)
+    return losses_T, {**shared_grad, **specific_grad}, method_state, cosine
 
   def representation_terms(params, x_NxD, y_NxT, idx_B):
     """Per-task losses and per-task gradients of the shared representation [T, B, F]
@@ -115,10 +118,11 @@ def make_batch_gradient(model: Model, method: Method, batch_size: int, micro_bat
     present_T = jnp.any(y_NxT[idx_B] != MISSING, axis=0)
     if SHARED_GRADS in method.needs:
       return jacobian_gradient(params, method_state, key, present_T, epoch_start, x_NxD, y_NxT, idx_B)
-    terms = Terms(present_T, epoch_start)
+    terms, cosine = Terms(present_T, epoch_start), jnp.float32(jnp.nan)
     if REPR_GRADS in method.needs:
       losses_T, repr_grads = representation_terms(params, x_NxD, y_NxT, idx_B)
       terms = Terms(present_T, epoch_start, losses_T, repr_grads=repr_grads)
+      cosine = mean_pairwise_cosine(repr_grads.reshape(repr_grads.shape[0], -1), present_T)
     elif LOSSES in method.needs:  # a forward pass first: the weights depend on this batch
       loss = lambda x, y: loss_sums_T(params, x, y)
       terms = Terms(present_T, epoch_start,
@@ -126,6 +130,6 @@ def make_batch_gradient(model: Model, method: Method, batch_size: int, micro_bat
     update, method_state = method.combine(terms, method_state, key)
     losses_T, grads = weighted_gradient(params, jax.lax.stop_gradient(update.task_weights_T),
                                         x_NxD, y_NxT, idx_B)
-    return losses_T, grads, method_state
+    return losses_T, grads, method_state, cosine
 
   return batch_gradient

@@ -71,6 +71,11 @@ class TrainResult:
   steps: int  # optimizer steps per seed (fewer than planned if stopped early)
   stopped_early: bool = False  # by patience, or because every seed diverged
   method_state: Any = None  # the combination step's final state, stacked over seeds
+  # Diagnostics per epoch and seed: the mean training loss of each task (its term of J),
+  # [E, S, T], and the mean pairwise cosine of the task gradients the method combined
+  # (conflict.py), [E, S], NaN for methods that take no per-task gradients.
+  task_loss_ExSxT: Optional[np.ndarray] = None
+  cosine_ExS: Optional[np.ndarray] = None
 
 
 @struct.dataclass
@@ -88,6 +93,8 @@ class TrainState:
 class History:
   """What a run records on the host once per epoch."""
   loss_ExS: np.ndarray
+  task_loss_ExSxT: np.ndarray  # each task's term of loss_ExS
+  cosine_ExS: np.ndarray  # mean pairwise cosine of the task gradients, over the epoch's steps
   val_loss_Ex: np.ndarray  # [E, *selection shape]
   first_loss_S: np.ndarray  # each seed's first positive step loss, the divergence reference
   diverged_step_S: np.ndarray
@@ -109,17 +116,17 @@ def _epoch_fn(model: Model, method: methods.Method, optimizer, num_examples: int
     def step(carry, idx_and_step):
       params, opt_state, method_state = carry
       idx_B, step_index = idx_and_step
-      losses_T, grads, method_state = batch_gradient(
+      losses_T, grads, method_state, cosine = batch_gradient(
           params, method_state, jax.random.fold_in(method_key, step_index), step_index == 0,
           x_NxD, y_NxT, idx_B)
       updates, opt_state = optimizer.update(grads, opt_state, params)
-      return (optax.apply_updates(params, updates), opt_state, method_state), losses_T.sum()
+      return (optax.apply_updates(params, updates), opt_state, method_state), (losses_T, cosine)
 
     order = jax.random.permutation(shuffle_key, num_examples)
     batches_KxB = order[: num_batches * batch_size].reshape(num_batches, batch_size)
-    (params, opt_state, method_state), losses_K = jax.lax.scan(
+    (params, opt_state, method_state), (losses_KxT, cosine_K) = jax.lax.scan(
         step, (params, opt_state, method_state), (batches_KxB, jnp.arange(num_batches)))
-    return params, opt_state, method_state, losses_K
+    return params, opt_state, method_state, losses_KxT, cosine_K
 
   return epoch, num_batches
 
@@ -267,7 +274,8 @@ def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
   val_loss_fn = validation and _val_loss_fn(model, *validation, select_T)
   # Validation picks one epoch per seed, or per seed and task for separate networks.
   selection_shape = (len(keys_S), *([num_tasks] if model.per_task_params else []))
-  state, history = _initial_state(params, opt_state, method_state, selection_shape, config.epochs)
+  state, history = _initial_state(params, opt_state, method_state, selection_shape, config.epochs,
+                                  num_tasks)
   epochs_done = 0
   restored = checkpoints and checkpoints.restore(_checkpointed(state, history))
   if restored:
@@ -284,17 +292,18 @@ def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
     # Inside an epoch nothing moves between host and device but its losses, fetched
     # explicitly once at the end (enforced where transfers are real, on accelerators).
     with jax.transfer_guard("disallow"):
-      params, opt_state, method_state, losses_SxK = run_epoch(
+      params, opt_state, method_state, losses_SxKxT, cosine_SxK = run_epoch(
           state.params, state.opt_state, state.method_state, shuffle_epoch_keys[e],
           method_epoch_keys[e], x_train, y_train)
       state = state.replace(params=params, opt_state=opt_state, method_state=method_state)
       val_loss = val_loss_fn(state.params) if val_loss_fn else None
       if val_loss_fn:
         state = _keep_best(state, val_loss, epoch_numbers[e])
-      losses_SxK, val_loss, best_epoch = jax.device_get((losses_SxK, val_loss, state.best_epoch))
+      losses_SxKxT, cosine_SxK, val_loss, best_epoch = jax.device_get(
+          (losses_SxKxT, cosine_SxK, val_loss, state.best_epoch))
     if val_loss is not None:
       history.val_loss_Ex[e] = val_loss
-    _record_epoch(history, losses_SxK, e)
+    _record_epoch(history, losses_SxKxT, cosine_SxK, e)
     epochs_done = e + 1
     if checkpoints:
       checkpoints.save(epochs_done, _checkpointed(state, history))
@@ -312,11 +321,12 @@ def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
                      history.val_loss_Ex[:epochs_done] if val_loss_fn else None, selected,
                      history.diverged_step_S, time.perf_counter() - start,
                      start - compile_start, epochs_done * num_batches, stopped_early,
-                     state.method_state)
+                     state.method_state, history.task_loss_ExSxT[:epochs_done],
+                     history.cosine_ExS[:epochs_done])
 
 
 def _initial_state(params, opt_state, method_state, selection_shape: tuple[int, ...],
-                   epochs: int) -> tuple[TrainState, History]:
+                   epochs: int, num_tasks: int) -> tuple[TrainState, History]:
   """Everything a run carries from epoch to epoch, and so what a checkpoint holds."""
   num_seeds = selection_shape[0]
   state = TrainState(
@@ -327,6 +337,8 @@ def _initial_state(params, opt_state, method_state, selection_shape: tuple[int, 
       best_epoch=jnp.full(selection_shape, NO_EPOCH))
   history = History(
       loss_ExS=np.full((epochs, num_seeds), np.nan, np.float32),
+      task_loss_ExSxT=np.full((epochs, num_seeds, num_tasks), np.nan, np.float32),
+      cosine_ExS=np.full((epochs, num_seeds), np.nan, np.float32),
       val_loss_Ex=np.full((epochs, *selection_shape), np.nan, np.float32),
       first_loss_S=np.zeros(num_seeds, np.float32),
       diverged_step_S=np.zeros(num_seeds, np.int64))
@@ -337,9 +349,18 @@ def _checkpointed(state: TrainState, history: History) -> dict:
   return {"state": state, "history": dataclasses.asdict(history)}
 
 
-def _record_epoch(history: History, losses_SxK: np.ndarray, epoch: int) -> None:
-  """The epoch's mean loss, and the first step of each seed whose loss went bad."""
+def _record_epoch(history: History, losses_SxKxT: np.ndarray, cosine_SxK: np.ndarray,
+                  epoch: int) -> None:
+  """The epoch's mean losses and gradient cosine, and the first step of each seed
+  whose loss went bad."""
+  losses_SxK = losses_SxKxT.sum(axis=2)
   history.loss_ExS[epoch] = losses_SxK.mean(axis=1)
+  history.task_loss_ExSxT[epoch] = losses_SxKxT.mean(axis=1)
+  # Steps where the cosine is undefined (fewer than two tasks in the batch) are skipped.
+  defined_SxK = np.isfinite(cosine_SxK)
+  history.cosine_ExS[epoch] = np.where(
+      defined_SxK.any(axis=1), np.where(defined_SxK, cosine_SxK, 0).sum(axis=1) / np.maximum(defined_SxK.sum(axis=1), 1),
+      np.nan)
   # The reference is each seed's first step with a positive loss: with scarce labels a
   # batch can hold none, and its J of 0 would make any later step look 1000x worse.
   positive_SxK = losses_SxK > 0

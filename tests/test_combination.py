@@ -95,7 +95,7 @@ def test_a_step_gets_per_task_gradients_of_the_shared_parameters(in_turn):
   params = model.init(jax.random.PRNGKey(0))
   idx = jnp.arange(3, 11)
   step = make_batch_gradient(model, TOY, batch_size=8, micro_batch=3, tasks_in_turn=in_turn)
-  losses_T, grads, state = jax.jit(step)(params, _toy_init(T), jax.random.PRNGKey(1), True, x, y, idx)
+  losses_T, grads, state, cosine = jax.jit(step)(params, _toy_init(T), jax.random.PRNGKey(1), True, x, y, idx)
 
   jacobian = _per_task_jacobian(model, params, x[3:11], y[3:11])  # leaves [T, ...]
   np.testing.assert_allclose(losses_T, per_task_logistic_loss(model.apply(params, x[3:11]), y[3:11]), rtol=1e-5)
@@ -109,6 +109,10 @@ def test_a_step_gets_per_task_gradients_of_the_shared_parameters(in_turn):
   expected_sq = sum(jnp.sum(j.reshape(T, -1) ** 2, axis=1) for j in jax.tree.leaves(jacobian["encoder"]))
   np.testing.assert_allclose(state["shared_sq_T"], expected_sq, rtol=1e-4)
   assert expected_sq[2] == 0
+  # The conflict diagnostic: the cosine of the two present tasks' gradients (task 2,
+  # absent, takes no part), by hand in numpy.
+  g = np.concatenate([np.asarray(j).reshape(T, -1) for j in jax.tree.leaves(jacobian["encoder"])], axis=1)
+  np.testing.assert_allclose(cosine, g[0] @ g[1] / np.linalg.norm(g[0]) / np.linalg.norm(g[1]), rtol=1e-4)
 
 
 def test_loss_weights_from_this_batch_weigh_every_parameter():
@@ -120,7 +124,8 @@ def test_loss_weights_from_this_batch_weigh_every_parameter():
   x, y = _data(10)
   params = model.init(jax.random.PRNGKey(0))
   step = make_batch_gradient(model, method, batch_size=10, micro_batch=4)
-  losses_T, grads, _ = jax.jit(step)(params, (), jax.random.PRNGKey(1), True, x, y, jnp.arange(10))
+  losses_T, grads, _, cosine = jax.jit(step)(params, (), jax.random.PRNGKey(1), True, x, y, jnp.arange(10))
+  assert np.isnan(cosine)  # a loss-weighting method takes no per-task gradients
   jacobian = _per_task_jacobian(model, params, x, y)
   for got, j in zip(jax.tree.leaves(grads), jax.tree.leaves(jacobian)):
     np.testing.assert_allclose(got, jnp.tensordot(1.0 / losses_T, j, axes=1), rtol=1e-4, atol=1e-6)
@@ -134,10 +139,14 @@ def test_a_step_gets_per_task_gradients_of_the_shared_representation():
   x, y = _data(10)
   params = model.init(jax.random.PRNGKey(0))
   step = make_batch_gradient(model, method, batch_size=10, micro_batch=4)
-  _, _, state = jax.jit(step)(params, jnp.zeros(T), jax.random.PRNGKey(1), True, x, y, jnp.arange(10))
+  _, _, state, cosine = jax.jit(step)(params, jnp.zeros(T), jax.random.PRNGKey(1), True, x, y, jnp.arange(10))
   features = model.encode(params, x)
   expected = jax.jacrev(lambda f: per_task_logistic_loss(model.decode(params, f), y))(features)
   np.testing.assert_allclose(state, jnp.sum(expected ** 2, axis=(1, 2)), rtol=1e-5)
+  g = np.asarray(expected).reshape(T, -1)
+  unit = g / np.linalg.norm(g, axis=1, keepdims=True)
+  pairs = [unit[i] @ unit[j] for i in range(T) for j in range(i + 1, T)]
+  np.testing.assert_allclose(cosine, np.mean(pairs), rtol=1e-4)
 
 
 def test_method_state_and_keys_are_per_seed_carried_across_epochs_and_checkpointed(tmp_path):
