@@ -9,7 +9,7 @@ import contextlib
 import difflib
 import re
 import sys
-from typing import Callable, TypeVar
+from typing import Callable, Optional, TypeVar
 
 from absl import app, flags, logging
 
@@ -154,11 +154,12 @@ def train_config() -> TrainConfig:
                      method_options=method_options())
 
 
-def method_options() -> tuple[tuple[str, float], ...]:
-  """The chosen method's hyper-parameters that differ from their defaults: only these
-  enter the config (and its hash), so a default run keeps its hash."""
-  defaults = hyper_parameters(METHOD.value)
-  return tuple((key, flag.value) for key, flag in METHOD_FLAGS[METHOD.value].items()
+def method_options(method: Optional[str] = None) -> tuple[tuple[str, float], ...]:
+  """The hyper-parameters of `method` (default: --method's) that differ from their
+  defaults: only these enter the config (and its hash), so a default run keeps its hash."""
+  method = method or METHOD.value
+  defaults = hyper_parameters(method)
+  return tuple((key, flag.value) for key, flag in METHOD_FLAGS[method].items()
                if flag.value != defaults[key])
 
 

@@ -90,6 +90,8 @@ class Experiment:
   table: Callable[[Settings, list[dict]], str]  # (settings, rows) -> the printed table
   draw: Callable[[list[dict], str, str], None]  # (rows, out_path, title) -> the figure
   presets: dict[str, dict]  # preset name -> flag overrides (flag name -> value)
+  # More figures from the same rows: suffix -> draw, written as NAME_SUFFIX.png (.svg).
+  more_figures: dict[str, Callable[[list[dict], str, str], None]] = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
     if set(self.presets) != set(PRESET_NAMES):
@@ -105,7 +107,8 @@ class Experiment:
     print(grid.headline, flush=True)
     results_path, done = train_pending(settings, grid.groups, out)
     summary = self.summarize(settings, grid.groups, done)
-    written = write_summary_and_plots(out, self.name, summary.rows, summary.title, self.draw)
+    written = write_summary_and_plots(out, self.name, summary.rows, summary.title, self.draw,
+                                      more_figures=self.more_figures)
     print(self.table(settings, summary.rows))
     print(f"\nwrote {results_path}, {', '.join(written)} ({time.perf_counter() - start:.0f}s)")
     return summary.rows

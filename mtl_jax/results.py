@@ -79,7 +79,8 @@ def mean_ci95(values: Sequence[float]) -> tuple[float, float, int]:
 def write_csv(path: str, rows: Iterable[dict]) -> None:
   rows = list(rows)
   with open(path, "w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+    # Every key of any row, in order of first appearance; rows without one leave it empty.
+    writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for row in rows for k in row)))
     writer.writeheader()
     writer.writerows(rows)
 
@@ -176,15 +177,20 @@ def _diverged_note(rows: list[dict]) -> str:
 
 def write_summary_and_plots(out_dir: str, name: str, rows: list[dict], title: str,
                             draw: Callable[[list[dict], str, str], None],
-                            formats: Sequence[str] = ("png", "svg")) -> list[str]:
+                            formats: Sequence[str] = ("png", "svg"),
+                            more_figures: Optional[dict[str, Callable]] = None) -> list[str]:
   """summary.csv from `rows`, then draw(rows, plot_path, title) once per format, every
   file written atomically. The figure gets the rows themselves, with real numbers, not
-  the CSV's strings. Returns the paths written."""
+  the CSV's strings. `more_figures` (suffix -> draw) adds figures NAME_SUFFIX.EXT.
+  Returns the paths written."""
   summary_path = os.path.join(out_dir, SUMMARY_FILE)
   write_atomically(summary_path, lambda p: write_csv(p, rows))
   note = _diverged_note(rows)
   title += f" | {note}" if note else ""
-  plot_paths = [os.path.join(out_dir, f"{name}.{ext}") for ext in formats]
-  for path in plot_paths:
-    write_atomically(path, lambda p: draw(rows, p, title))
+  figures = {name: draw, **{f"{name}_{suffix}": d for suffix, d in (more_figures or {}).items()}}
+  plot_paths = []
+  for figure, draw_figure in figures.items():
+    for ext in formats:
+      plot_paths.append(os.path.join(out_dir, f"{figure}.{ext}"))
+      write_atomically(plot_paths[-1], lambda p: draw_figure(rows, p, title))
   return [summary_path, *plot_paths]
