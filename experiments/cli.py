@@ -16,7 +16,8 @@ from absl import app, flags, logging
 from mtl_jax.data.datasets import DATASETS, DataConfig, read_kind
 from mtl_jax.errors import InputError
 from mtl_jax.methods import DEFAULT_METHOD, METHODS, hyper_parameters
-from mtl_jax.models import DTYPES, ENCODERS, MODELS, SEPARATE_ARM, EncoderSpec
+from mtl_jax.models import (ARCH_OPTIONS, DTYPES, ENCODERS, MODELS, SEPARATE_ARM, EncoderSpec,
+                            architecture_options, architecture_summary, build_model)
 from mtl_jax.data.driving import SceneConfig
 from mtl_jax.sweep import SweepInterrupted
 from mtl_jax.train import EPOCH_SELECTION, OPTIMIZERS, TrainConfig
@@ -78,9 +79,25 @@ METHOD = flags.DEFINE_enum(
 METHOD_FLAGS = {name: {key: flags.DEFINE_float(f"{name}_{key}", default, f"--method={name}: {key}.")
                        for key, default in hyper_parameters(name).items()}
                 for name in METHODS}
+ARCHS = [name for name in MODELS if name != SEPARATE_ARM]
 ARCH = flags.DEFINE_enum(
-    "arch", "hps", [name for name in MODELS if name != SEPARATE_ARM], "How the joint "
-    "network shares: hps, hard parameter sharing (one encoder, a head per task).")
+    "arch", "hps", ARCHS, "How the joint network shares (docs/architectures.md): " +
+    "; ".join(f"{name}, {architecture_summary(name).rstrip('.')}" for name in ARCHS) + ".")
+
+
+def _arch_flag(arch: str, key: str, default: float):
+  """--ARCH_KEYWORD, an integer or float flag as the builder's default is, checked
+  when parsed (models.ARCH_OPTIONS says what each keyword means and takes)."""
+  option = ARCH_OPTIONS[key]
+  define = flags.DEFINE_integer if isinstance(default, int) else flags.DEFINE_float
+  flag = define(f"{arch}_{key}", default, f"--arch={arch}: {option.meaning}.")
+  flags.register_validator(flag.name, option.valid, message=f"--{flag.name} must be {option.rule}")
+  return flag
+
+
+# --ARCH_KEYWORD for every option of every architecture, with the builder's default.
+ARCH_FLAGS = {name: {key: _arch_flag(name, key, default) for key, default in architecture_options(name).items()}
+              for name in ARCHS}
 PATIENCE = flags.DEFINE_integer(
     "patience", 0, "Stop a group of seeds once none has improved its validation loss for this "
     "many epochs (0: train every epoch).", lower_bound=0)
@@ -163,12 +180,26 @@ def method_options(method: Optional[str] = None) -> tuple[tuple[str, float], ...
                if flag.value != defaults[key])
 
 
+def arch_options() -> tuple[tuple[str, float], ...]:
+  """The chosen architecture's options that differ from their defaults: only these
+  enter the config (and its hash), so a default run keeps its hash."""
+  defaults = architecture_options(ARCH.value)
+  options = tuple((key, flag.value) for key, flag in ARCH_FLAGS[ARCH.value].items()
+                  if flag.value != defaults[key])
+  # Built once now on a stand-in input, so that options that do not fit together (more
+  # PLE levels than --depth) stop the launch before any run starts; building
+  # initialises nothing, and no architecture's check depends on the data.
+  build_model(ARCH.value, encoder_spec(), 2, (8, 8, 3), options)
+  return options
+
+
 def settings(cls: type[S], **own) -> S:
   """The shared flags as an experiment's Settings (experiment.Settings or its
   subclass), with the experiment's own fields `own`, already read from its flags."""
   return cls(data=data_config(), encoder=encoder_spec(), train=train_config(), seeds=SEEDS.value,
-             arch=ARCH.value, out_dir=OUT_DIR.value, plot_only=PLOT_ONLY.value,
-             checkpoint_every=CHECKPOINT_EVERY.value, resume=RESUME.value, **own)
+             arch=ARCH.value, arch_options=arch_options(), out_dir=OUT_DIR.value,
+             plot_only=PLOT_ONLY.value, checkpoint_every=CHECKPOINT_EVERY.value, resume=RESUME.value,
+             **own)
 
 
 _overridden: set[str] = set()

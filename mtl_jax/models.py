@@ -6,6 +6,7 @@ heads; `separate_models` stacks T single-task networks of the same architecture 
 a leading parameter axis and runs them with `jax.vmap`, so they train as one program.
 """
 import dataclasses
+import inspect
 from typing import Callable, NamedTuple, Optional
 
 import flax.linen as nn
@@ -124,7 +125,7 @@ def _as_float(x, kind: str):
 
 
 def joint_model(encoder: EncoderSpec, num_tasks: int, input_shape: tuple[int, ...]) -> Model:
-  """Hard parameter sharing: one shared encoder and `num_tasks` heads."""
+  """Hard parameter sharing: one shared encoder, a linear head per task."""
   net = MultiTaskNet(encoder, num_tasks)
   dummy_x = jnp.zeros((1, *input_shape), jnp.float32)
   encoder_net = (MLPEncoder if encoder.kind == "mlp" else CNNEncoder)(encoder.width, encoder.depth)
@@ -150,7 +151,7 @@ def joint_model(encoder: EncoderSpec, num_tasks: int, input_shape: tuple[int, ..
 
 
 def separate_models(encoder: EncoderSpec, num_tasks: int, input_shape: tuple[int, ...]) -> Model:
-  """`num_tasks` single-task networks; network j is initialised from split(key, T)[j]."""
+  """One single-task network per task; network j is initialised from split(key, T)[j]."""
   single = joint_model(encoder, 1, input_shape)
 
   def init(key):
@@ -163,12 +164,80 @@ def separate_models(encoder: EncoderSpec, num_tasks: int, input_shape: tuple[int
   return Model(init, apply, per_task_params=True)
 
 
-# Architectures by name: a builder (encoder, num_tasks, input_shape) -> Model. Adding
-# one is a builder function and a line here.
-MODELS: dict[str, Callable[[EncoderSpec, int, tuple[int, ...]], Model]] = {
+# The soft-sharing architectures build on the encoder blocks above, so they are
+# imported once those exist (mtl_jax/architectures/__init__.py keeps that order).
+from mtl_jax.architectures import cgc, cross_stitch, dselect_k, mmoe, mtan  # noqa: E402
+
+# Architectures by name: a builder (encoder, num_tasks, input_shape, **options) -> Model,
+# whose keyword options (sizes, with defaults) each have an entry in ARCH_OPTIONS.
+# Adding one is a builder function and a line here (docs/architectures.md).
+MODELS: dict[str, Callable[..., Model]] = {
     "hps": joint_model,  # hard parameter sharing, the course note's network
     "separate": separate_models,  # one network per task
+    "mmoe": mmoe.mmoe,
+    "cgc": cgc.cgc,
+    "ple": cgc.ple,
+    "cross_stitch": cross_stitch.cross_stitch,
+    "mtan": mtan.mtan,
+    "dselect_k": dselect_k.dselect_k,
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class ArchOption:
+  """What an architecture keyword means and the values it takes, for its flag
+  --ARCH_KEYWORD (experiments/cli.py) and for build_model's check."""
+  meaning: str
+  valid: Callable[[float], bool]
+  rule: str  # the valid values, in words
+
+
+ARCH_OPTIONS = {
+    "experts": ArchOption("expert encoders", lambda v: v >= 1, "at least 1"),
+    "shared_experts": ArchOption("experts that every task's gate weighs", lambda v: v >= 0, "0 or more"),
+    "task_experts": ArchOption("each task's own experts", lambda v: v >= 0, "0 or more"),
+    "levels": ArchOption("extraction levels, among which the encoder's blocks are split",
+                         lambda v: v >= 1, "at least 1"),
+    "expert_width": ArchOption("each expert's width (0: the encoder's --width)", lambda v: v >= 0, "0 or more"),
+    "k": ArchOption("selectors per task, so at most k experts each", lambda v: v >= 1, "at least 1"),
+    "gamma": ArchOption("the smooth-step's width", lambda v: v > 0, "positive"),
+    "alpha_self": ArchOption("each column's initial cross-stitch weight on itself, the rest of "
+                             "the weight spread evenly over the other columns", lambda v: 0 <= v <= 1,
+                             "in [0, 1]"),
+    "attention_width": ArchOption("hidden units of each attention module (0: the encoder's --width)",
+                                  lambda v: v >= 0, "0 or more"),
+}
+
+
+def architecture_options(arch: str) -> dict[str, float]:
+  """An architecture's options and their defaults: its builder's keywords after
+  (encoder, num_tasks, input_shape)."""
+  parameters = list(inspect.signature(MODELS[arch]).parameters.values())[3:]
+  return {p.name: p.default for p in parameters}
+
+
+def architecture_summary(arch: str) -> str:
+  """The first line of the builder's docstring: what the architecture is."""
+  return inspect.getdoc(MODELS[arch]).splitlines()[0]
+
+
+def _checked_options(arch: str, options) -> dict:
+  """The options as keywords of the builder, each checked and of its default's type
+  (flags and JSON give floats for integer options)."""
+  defaults, checked = architecture_options(arch), {}
+  for key, value in options:
+    if key not in defaults:
+      raise InputError(f"architecture {arch!r} has no option {key!r}; it has "
+                       f"{', '.join(defaults) or 'none'}")
+    option, whole = ARCH_OPTIONS[key], isinstance(defaults[key], int)
+    if whole and value != int(value):
+      raise InputError(f"--{arch}_{key} ({option.meaning}) must be a whole number; got {value}")
+    if not option.valid(value):
+      raise InputError(f"--{arch}_{key} ({option.meaning}) must be {option.rule}; got {value}")
+    checked[key] = int(value) if whole else float(value)
+  return checked
+
+
 # Experiment arms that are not architectures train the joint architecture (--arch).
 SEPARATE_ARM = "separate"
 
@@ -182,7 +251,7 @@ def build_model(arch: str, encoder: EncoderSpec, num_tasks: int, input_shape,
   if encoder.kind == "cnn" and len(input_shape) != 3:
     raise InputError(f"the cnn encoder needs images [height, width, channels]; this data has "
                      f"inputs of shape {tuple(input_shape)}: use --encoder=mlp")
-  return MODELS[arch](encoder, num_tasks, tuple(input_shape), **dict(options))
+  return MODELS[arch](encoder, num_tasks, tuple(input_shape), **_checked_options(arch, options))
 
 
 def make_model(arm: str, encoder: EncoderSpec, num_tasks: int, input_shape, arch: str = "hps",
