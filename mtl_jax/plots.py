@@ -61,6 +61,12 @@ def bars_with_ci(ax, categories: Sequence[str], bars: dict[str, tuple[np.ndarray
                 rotation=30, ha="right")
 
 
+def task_colors(count: int) -> list:
+  """`count` distinguishable colours, one per task."""
+  cmap = matplotlib.colormaps["tab10" if count <= 10 else "turbo"]
+  return [cmap(i if count <= 10 else i / max(count - 1, 1)) for i in range(count)]
+
+
 def line_with_band(ax, x, means, cis, **style):
   """A mean line with its 95% CI as a shaded band; returns the line."""
   line, = ax.plot(x, means, "o-", **style)

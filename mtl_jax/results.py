@@ -163,7 +163,7 @@ def _diverged_note(rows: list[dict]) -> str:
   one group of seeds (its sweep keys and arm) carries the same count."""
   per_group = {}
   for row in rows:
-    if row["arm"] != DIFF_ARM:
+    if row["arm"] != DIFF_ARM and "diverged" in row:  # rows of other statistics have none
       group = tuple((k, v) for k, v in row.items() if k not in _STATISTICS)
       per_group[group] = row["diverged"]
   per_arm = {}

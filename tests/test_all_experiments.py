@@ -48,6 +48,22 @@ def test_all_experiments_write_results_summary_and_plots_then_redraw(all_experim
   assert all(r["config"]["pretrain"]["tasks"] == ["car"] for r in pretrained)
   assert all(r["config"]["train"]["select_tasks"] == ["stop_sign"] for r in transfer)
 
+  # methods: separate and each method per problem, Δm% and mean rank in the summary,
+  # per-task training losses and (for methods with per-task gradients) conflict recorded.
+  compared = records(tmp_path / "methods")
+  assert sorted({(len(r["task_names"]), r["config"]["arm"], r["config"]["train"]["method"]) for r in compared}) == [
+      (8, "joint", "ew"), (8, "joint", "mgda_ub"), (8, "joint", "upgrad"), (8, "separate", "ew"),
+      (34, "joint", "ew"), (34, "joint", "mgda_ub"), (34, "joint", "upgrad"), (34, "separate", "ew")]
+  for r in compared:
+    assert len(r["train_loss_per_task_per_epoch"]) == r["epochs_trained"] == 1
+    assert len(r["train_loss_per_task_per_epoch"][0]) == len(r["task_names"])
+    combines_gradients = r["config"]["arm"] == "joint" and r["config"]["train"]["method"] != "ew"
+    assert (r["gradient_cosine_per_epoch"] is not None) == combines_gradients
+  rows = list(csv.DictReader(open(tmp_path / "methods" / "summary.csv")))
+  assert {r["arm"] for r in rows if r["metric"] == "delta_m_pct"} == {"ew", "mgda_ub", "upgrad"}
+  assert {r["arm"] for r in rows if r["metric"] == "mean_rank"} == {"separate", "ew", "mgda_ub", "upgrad"}
+  assert (tmp_path / "methods" / "methods_diagnostics.png").stat().st_size > 1000
+
   before = {name: len(records(tmp_path / name)) for name in EXPERIMENTS}
   redraw = launch_in_process(*ALL_TINY, "--plot_only", f"--out_dir={tmp_path}")
   assert redraw.returncode == 0, redraw.stderr
