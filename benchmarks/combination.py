@@ -1,8 +1,10 @@
 """What the combination step costs: equal weighting against plain training before the
 combination step existed, and per-task gradients of the shared parameters, vmapped or
-in turn (lax.map) over the task axis.
+in turn (lax.map) over the task axis; with --methods, every registered method's step
+time relative to equal weighting at T = 4 and T = 34.
 
   python -m benchmarks.combination [--before=PATH] [--rounds=3]
+  python -m benchmarks.combination --methods [--rounds=2]
 
 Each case runs in a fresh process (`--case=NAME`), alternated over rounds, best of
 rounds reported with the spread, so neither side inherits the other's thread pools or
@@ -22,12 +24,15 @@ from absl import app, flags
 CASE = flags.DEFINE_string("case", None, "Run one case in this process and print its JSON row.")
 BEFORE = flags.DEFINE_string("before", None, "A checkout of the package before the combination step.")
 ROUNDS = flags.DEFINE_integer("rounds", 3, "Rounds; cases alternate within each round.")
+METHODS = flags.DEFINE_bool("methods", False, "Time every registered method (case method:NAME-T4/T34) "
+                            "instead of the combination-step cases.")
 BATCH, NUM_SCENES, EPOCHS = 128, 2048, 4
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _case_spec(name: str) -> dict:
-  """ew-T4 | jacobian-map-T4 | jacobian-vmap-T34 ...: the method and number of tasks."""
+  """ew-T4 | jacobian-map-T4 | jacobian-vmap-T34 | method:upgrad-T34 ...: the kind and
+  number of tasks."""
   kind, _, tasks = name.rpartition("-T")
   return {"kind": kind, "tasks": int(tasks)}
 
@@ -44,8 +49,10 @@ def run_case(name: str) -> dict:
   x, _ = driving.render_scenes(NUM_SCENES, 0)
   y = np.random.default_rng(0).integers(0, 2, (NUM_SCENES, spec["tasks"])).astype(np.int8)
   model = make_model("joint", EncoderSpec("cnn", 32, 3), spec["tasks"], x.shape[1:])
-  extra = {}
-  if spec["kind"] != "ew":  # combines per-task gradients of the shared parameters
+  extra, config = {}, TrainConfig(batch_size=BATCH, epochs=EPOCHS)
+  if spec["kind"].startswith("method:"):  # a registered method, as training runs it
+    config = TrainConfig(batch_size=BATCH, epochs=EPOCHS, method=spec["kind"].removeprefix("method:"))
+  elif spec["kind"] != "ew":  # combines per-task gradients of the shared parameters
     from mtl_jax.methods import SHARED_GRADS, Method, Update
     from mtl_jax import step
     in_turn = spec["kind"] == "jacobian-map"
@@ -53,8 +60,7 @@ def run_case(name: str) -> dict:
     extra["method"] = Method(lambda n: (), lambda terms, state, key: (Update(jnp.ones_like(terms.losses_T)), state),
                              frozenset({SHARED_GRADS}))
   times = []
-  train(model, x, y, [0], TrainConfig(batch_size=BATCH, epochs=EPOCHS),
-        log=lambda epoch, loss: times.append(time.perf_counter()), **extra)
+  train(model, x, y, [0], config, log=lambda epoch, loss: times.append(time.perf_counter()), **extra)
   steps = NUM_SCENES // BATCH
   ms = 1000 * float(np.median(np.diff(times))) / steps
   return {"case": name, "ms_per_step": ms, "backend": jax.default_backend()}
@@ -73,6 +79,8 @@ def main(argv):
   if CASE.value:
     print(json.dumps(run_case(CASE.value)))
     return
+  if METHODS.value:
+    return time_methods()
   # The before case runs this file from ROOT against the package at --before.
   cases = [("ew-T4", ROOT), *([("before-ew-T4", BEFORE.value)] if BEFORE.value else []),
            ("jacobian-map-T4", ROOT), ("jacobian-vmap-T4", ROOT),
@@ -88,6 +96,31 @@ def main(argv):
   print(f"{'case':<22} {'ms/step':>8} {'spread':>7}")
   for label, values in results.items():
     print(f"{label:<22} {min(values):>8.2f} {max(values) / min(values):>7.2f}")
+
+
+def time_methods() -> None:
+  """Every method at T = 4 and T = 34, each in its own process, rounds alternating the
+  order; ratios to ew's step at the same T, from the best of rounds."""
+  from mtl_jax import methods
+  names = list(methods.METHODS)
+  cases = [f"method:{name}-T{tasks}" for tasks in (4, 34) for name in names]
+  results: dict[str, list[float]] = {}
+  for r in range(ROUNDS.value):
+    for case in (cases if r % 2 == 0 else cases[::-1]):
+      row = _in_process(case, ROOT)
+      results.setdefault(case, []).append(row["ms_per_step"])
+      print(f"  round {r + 1} {case}: {row['ms_per_step']:.2f} ms/step", flush=True)
+  print(f"\nwidth-32 depth-3 joint CNN, batch {BATCH}, 1 seed; best of {ROUNDS.value} rounds, "
+        "each case in its own process; ×ew: ratio to equal weighting at the same T")
+  print(f"{'method':<12} {'needs':<13} {'T=4 ms':>8} {'×ew':>6} {'T=34 ms':>8} {'×ew':>6}")
+  best = {case: min(v) for case, v in results.items()}
+  for name in names:
+    needs = ",".join(sorted(methods.build_method(name).needs)) or "-"
+    cells = []
+    for tasks in (4, 34):
+      ms = best[f"method:{name}-T{tasks}"]
+      cells.append(f"{ms:>8.2f} {ms / best[f'method:ew-T{tasks}']:>6.2f}")
+    print(f"{name:<12} {needs:<13} " + " ".join(cells))
 
 
 if __name__ == "__main__":
