@@ -16,6 +16,7 @@ from absl import app, flags, logging
 from mtl_jax.data.datasets import DATASETS, DataConfig, read_kind
 from mtl_jax.errors import InputError
 from mtl_jax.methods import DEFAULT_METHOD, METHODS, hyper_parameters
+from mtl_jax.methods import REPR_GRADS, SHARED_GRADS, build_method  # what --arch must serve
 from mtl_jax.models import (ARCH_OPTIONS, DTYPES, ENCODERS, MODELS, SEPARATE_ARM, EncoderSpec,
                             architecture_options, architecture_summary, build_model)
 from mtl_jax.data.driving import SceneConfig
@@ -187,9 +188,16 @@ def arch_options() -> tuple[tuple[str, float], ...]:
   options = tuple((key, flag.value) for key, flag in ARCH_FLAGS[ARCH.value].items()
                   if flag.value != defaults[key])
   # Built once now on a stand-in input, so that options that do not fit together (more
-  # PLE levels than --depth) stop the launch before any run starts; building
-  # initialises nothing, and no architecture's check depends on the data.
-  build_model(ARCH.value, encoder_spec(), 2, (8, 8, 3), options)
+  # PLE levels than --depth), or a method the architecture cannot serve, stop the launch
+  # before any run starts; building initialises nothing, and no check depends on the data.
+  model = build_model(ARCH.value, encoder_spec(), 2, (8, 8, 3), options)
+  needs = build_method(METHOD.value, method_options()).needs
+  if REPR_GRADS in needs and model.encode is None:
+    raise InputError(f"--method={METHOD.value} takes per-task gradients of the one shared "
+                     f"representation, which --arch={ARCH.value} does not have: use --arch=hps")
+  if needs & {SHARED_GRADS, REPR_GRADS} and not model.shared:
+    raise InputError(f"--method={METHOD.value} combines per-task gradients of shared parameters; "
+                     f"--arch={ARCH.value} with these options shares none")
   return options
 
 

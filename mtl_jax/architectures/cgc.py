@@ -16,11 +16,13 @@ level's shared experts. The last level has no shared gate: it is a CGC.
 Parameters: the last level's shared_experts [S, ...], task_experts [T, E, ...] and
 task_gates [T, D, S + E]; PLE's inner levels under extraction/level{l}; heads [F, T].
 """
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mtl_jax.architectures.experts import (Stage, flat, init_gates, init_heads, init_stack, mix,
+from mtl_jax.architectures.experts import (Stage, apply_stack, dense_init, init_gates, init_heads, mix,
                                            per_task, pure_model, softmax_gate, task_logits)
 from mtl_jax.errors import InputError
 from mtl_jax.models import EncoderSpec, Model
@@ -73,22 +75,20 @@ def _extraction_network(encoder, num_tasks, input_shape, shared_experts, task_ex
   stages = _level_stages(encoder, input_shape, levels, expert_width, arch)
   num_shared, num_own = shared_experts, task_experts
 
-  def init_level(key, stage: Stage, inner: bool) -> dict:
-    shared_key, own_key, gate_key, shared_gate_key = jax.random.split(key, 4)
-    level = {"task_gates": init_gates(gate_key, num_tasks, stage.in_shape, num_shared + num_own)}
+  def init_level(draws, stage: Stage, inner: bool) -> dict:
+    level = {"task_gates": init_gates(draws, num_tasks, stage.in_shape, num_shared + num_own)}
     if num_shared:
-      level["shared_experts"] = init_stack(stage.init, shared_key, num_shared)
+      level["shared_experts"] = stage.init(draws, (num_shared,))
     if num_own:  # [T, E, ...]: task t's experts
-      level["task_experts"] = init_stack(lambda k: init_stack(stage.init, k, num_own), own_key, num_tasks)
+      level["task_experts"] = stage.init(draws, (num_tasks, num_own))
     if inner and num_shared:  # one gate over all S + T E experts of the level
-      level["shared_gate"] = init_gates(shared_gate_key, 1, stage.in_shape, num_shared + num_tasks * num_own)
+      level["shared_gate"] = dense_init(draws, math.prod(stage.in_shape), num_shared + num_tasks * num_own)
     return level
 
-  def init(key):
-    keys = jax.random.split(key, levels + 1)
-    inner = {f"level{l}": init_level(keys[l], stage, True) for l, stage in enumerate(stages[:-1])}
-    params = {**init_level(keys[-2], stages[-1], False),
-              "heads": init_heads(keys[-1], stages[-1].features, num_tasks)}
+  def init(draws):
+    inner = {f"level{l}": init_level(draws, stage, True) for l, stage in enumerate(stages[:-1])}
+    params = {**init_level(draws, stages[-1], False),
+              "heads": init_heads(draws, stages[-1].features, num_tasks)}
     return {**params, "extraction": inner} if inner else params
 
   def level_forward(stage: Stage, level: dict, shared_in, task_in_T):
@@ -96,7 +96,7 @@ def _extraction_network(encoder, num_tasks, input_shape, shared_experts, task_ex
     and (inner levels) the shared gate's mixture [B, ...] of every expert of the level."""
     outputs = []  # [S, B, ...] shared experts, then [T, E, B, ...] task experts
     if num_shared:
-      outputs.append(jax.vmap(stage.apply, in_axes=(0, None))(level["shared_experts"], shared_in))
+      outputs.append(apply_stack(stage.apply, level["shared_experts"], shared_in))
     if num_own:
       outputs.append(jax.vmap(jax.vmap(stage.apply, in_axes=(0, None)))(level["task_experts"], task_in_T))
     weights_TxBxN = jax.vmap(softmax_gate)(level["task_gates"], task_in_T)
@@ -108,8 +108,7 @@ def _extraction_network(encoder, num_tasks, input_shape, shared_experts, task_ex
     if "shared_gate" not in level:
       return shared_in, task_mix_TxB
     every_NxB = jnp.concatenate([o.reshape(-1, shared_in.shape[0], *stage.out_shape) for o in outputs])
-    shared_gate = jax.tree.map(lambda p: p[0], level["shared_gate"])
-    return mix(softmax_gate(shared_gate, shared_in), every_NxB), task_mix_TxB
+    return mix(softmax_gate(level["shared_gate"], shared_in), every_NxB), task_mix_TxB
 
   def forward(params, x):
     shared_in, task_in_T = x, per_task(x, num_tasks)

@@ -11,7 +11,7 @@ the diagonal; the rest of each row is spread evenly, so rows sum to 1 as the pap
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.architectures.experts import (block, block_name, encoder_stage, init_heads, init_stack,
+from mtl_jax.architectures.experts import (block, block_name, encoder_stage, init_heads,
                                            per_task, pure_model, task_logits)
 from mtl_jax.models import EncoderSpec, Model
 
@@ -35,12 +35,11 @@ def cross_stitch(encoder: EncoderSpec, num_tasks: int, input_shape: tuple[int, .
   """
   stage = encoder_stage(encoder, input_shape)
 
-  def init(key):
-    column_key, head_key = jax.random.split(key)
-    return {"columns": init_stack(stage.init, column_key, num_tasks),
+  def init(draws):
+    return {"columns": stage.init(draws, (num_tasks,)),
             "alphas": jnp.broadcast_to(initial_alphas(num_tasks, alpha_self),
                                        (encoder.depth, num_tasks, num_tasks)),
-            "heads": init_heads(head_key, stage.features, num_tasks)}
+            "heads": init_heads(draws, stage.features, num_tasks)}
 
   def forward(params, x):
     h_TxB = per_task(x, num_tasks)

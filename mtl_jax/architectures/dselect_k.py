@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mtl_jax.architectures.experts import (encoder_stage, flat, init_heads, init_stack, pure_model,
+from mtl_jax.architectures.experts import (apply_stack, encoder_stage, flat, init_heads, pure_model,
                                            task_logits)
 from mtl_jax.errors import InputError
 from mtl_jax.models import EncoderSpec, Model
@@ -65,17 +65,15 @@ def dselect_k(encoder: EncoderSpec, num_tasks: int, input_shape: tuple[int, ...]
   stage = encoder_stage(encoder, input_shape, expert_width)
   codes_ExM = binary_codes(experts)
 
-  def init(key):
-    expert_key, z_key, w_key, head_key = jax.random.split(key, 4)
+  def init(draws):
     bits = codes_ExM.shape[1]
-    return {"experts": init_stack(stage.init, expert_key, experts),
-            "selectors": {
-                "z": jax.random.uniform(z_key, (num_tasks, k, bits), jnp.float32, -gamma / 100, gamma / 100),
-                "w": jax.random.uniform(w_key, (num_tasks, k), jnp.float32, -0.05, 0.05)},
-            "heads": init_heads(head_key, stage.features, num_tasks)}
+    return {"experts": stage.init(draws, (experts,)),
+            "selectors": {"z": draws.uniform((num_tasks, k, bits), -gamma / 100, gamma / 100),
+                          "w": draws.uniform((num_tasks, k), -0.05, 0.05)},
+            "heads": init_heads(draws, stage.features, num_tasks)}
 
   def forward(params, x):
-    outputs_ExBxF = jax.vmap(lambda p: flat(stage.apply(p, x)))(params["experts"])
+    outputs_ExBxF = apply_stack(lambda p, h: flat(stage.apply(p, h)), params["experts"], x)
     weights_TxE = jax.vmap(lambda s: expert_weights(s, codes_ExM, gamma))(params["selectors"])
     features_TxBxF = jnp.einsum("te,ebf->tbf", weights_TxE.astype(outputs_ExBxF.dtype), outputs_ExBxF)
     return task_logits(params["heads"], features_TxBxF)

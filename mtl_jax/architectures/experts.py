@@ -7,10 +7,13 @@ Blocks and their parameter names are those of models.MLPEncoder and models.CNNEn
 + ReLU named conv_i, written as patches @ kernel), so a stage of all `depth` blocks holds
 exactly the parameters of hard sharing's `encoder`: an expert, a column or a trunk can
 be given hps's encoder, which is how the equivalence tests compare them.
+
+Initial values come from a `Draws` (one random draw per distribution for the whole
+model, cut into parameters), not from a key per layer: see Draws for why.
 """
 import dataclasses
 import math
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -41,10 +44,50 @@ def block(kind: str, params: dict, h: jax.Array) -> jax.Array:
   return nn.relu(dense(params, inputs))
 
 
-def dense_init(key: jax.Array, in_dim: int, out_dim: int) -> dict:
-  """nn.Dense's initialisation: a LeCun-normal kernel [in, out] and a zero bias."""
-  return {"kernel": nn.initializers.lecun_normal()(key, (in_dim, out_dim), jnp.float32),
-          "bias": jnp.zeros((out_dim,), jnp.float32)}
+# The LeCun-normal initialiser of nn.Dense (variance_scaling(1, "fan_in",
+# "truncated_normal")): a standard normal truncated to [-2, 2], whose standard
+# deviation is this, scaled to sqrt(1 / fan_in).
+TRUNCATED_NORMAL_STDDEV = 0.87962566103423978
+
+
+class Draws:
+  """A whole model's random initial values, cut from ONE threefry draw per distribution.
+
+  Each separate jax.random call in a compiled init adds its own unrolled hash to the
+  program: on a CPU about a second of XLA compilation per call, vmapped over seeds,
+  so a dozen layers drawn one by one took longer to compile than the training epoch
+  (13 s for PLE's init). pure_model runs an init twice while tracing it: first with
+  Draws(None) that only counts what is asked for (zeros), then with the real draws.
+  """
+
+  def __init__(self, key: Optional[jax.Array], sizes: Optional[dict] = None):
+    self.used = {"normal": 0, "uniform": 0}
+    self.pools = None
+    if key is not None:
+      normal_key, uniform_key = jax.random.split(key)
+      self.pools = {"normal": jax.random.truncated_normal(normal_key, -2.0, 2.0, (sizes["normal"],)),
+                    "uniform": jax.random.uniform(uniform_key, (sizes["uniform"],))}
+
+  def _take(self, pool: str, shape) -> jax.Array:
+    size, start = math.prod(shape), self.used[pool]
+    self.used[pool] += size
+    if self.pools is None:
+      return jnp.zeros(shape, jnp.float32)
+    return self.pools[pool][start:start + size].reshape(shape)
+
+  def lecun_normal(self, shape, fan_in: int) -> jax.Array:
+    """nn.Dense's kernel initialisation (LeCun normal, truncated at 2 deviations)."""
+    return self._take("normal", shape) * (math.sqrt(1.0 / fan_in) / TRUNCATED_NORMAL_STDDEV)
+
+  def uniform(self, shape, low: float, high: float) -> jax.Array:
+    return low + (high - low) * self._take("uniform", shape)
+
+
+def dense_init(draws: Draws, in_dim: int, out_dim: int, stack: tuple[int, ...] = ()) -> dict:
+  """nn.Dense's initialisation, a LeCun-normal kernel [in, out] and a zero bias, for
+  prod(stack) independent layers stacked on leading axes `stack`."""
+  return {"kernel": draws.lecun_normal((*stack, in_dim, out_dim), in_dim),
+          "bias": jnp.zeros((*stack, out_dim), jnp.float32)}
 
 
 def dense(params: dict, h: jax.Array) -> jax.Array:
@@ -81,9 +124,9 @@ class Stage:
   def features(self) -> int:
     return math.prod(self.out_shape)
 
-  def init(self, key: jax.Array) -> dict:
-    keys = jax.random.split(key, self.count)
-    return {block_name(self.kind, i): dense_init(keys[i], block_in_dim(self.kind, shape), self.width)
+  def init(self, draws: Draws, stack: tuple[int, ...] = ()) -> dict:
+    """Parameters of prod(stack) independent copies (experts, columns) on leading axes."""
+    return {block_name(self.kind, i): dense_init(draws, block_in_dim(self.kind, shape), self.width, stack)
             for i, shape in enumerate(self.shapes[:-1])}
 
   def apply(self, params: dict, h: jax.Array) -> jax.Array:
@@ -97,20 +140,15 @@ def encoder_stage(encoder: EncoderSpec, input_shape, width: int = 0) -> Stage:
   return Stage(encoder.kind, width or encoder.width, tuple(input_shape), encoder.depth)
 
 
-def init_stack(init: Callable[[jax.Array], dict], key: jax.Array, copies: int) -> dict:
-  """`copies` independently initialised parameter sets, stacked on a leading axis."""
-  return jax.vmap(init)(jax.random.split(key, copies))
-
-
 def apply_stack(apply: Callable, params_N: dict, h: jax.Array) -> jax.Array:
   """Every copy of a stack on the same input [B, ...], in one vmapped program: [N, B, ...]."""
   return jax.vmap(apply, in_axes=(0, None))(params_N, h)
 
 
-def init_gates(key: jax.Array, gates: int, in_shape, choices: int) -> dict:
+def init_gates(draws: Draws, gates: int, in_shape, choices: int) -> dict:
   """`gates` linear softmax gates over `choices`, on inputs of `in_shape` (flattened):
   kernel [G, D, choices], bias [G, choices]."""
-  return init_stack(lambda k: dense_init(k, math.prod(in_shape), choices), key, gates)
+  return dense_init(draws, math.prod(in_shape), choices, (gates,))
 
 
 def softmax_gate(gate: dict, h: jax.Array) -> jax.Array:
@@ -125,9 +163,9 @@ def mix(weights_BxN: jax.Array, outputs_NxB: jax.Array) -> jax.Array:
   return jnp.einsum("bn,nb...->b...", weights_BxN, outputs_NxB)
 
 
-def init_heads(key: jax.Array, features: int, num_tasks: int) -> dict:
+def init_heads(draws: Draws, features: int, num_tasks: int) -> dict:
   """Task j's logit is features @ kernel[:, j] + bias[j]: hard sharing's heads layout."""
-  return dense_init(key, features, num_tasks)
+  return dense_init(draws, features, num_tasks)
 
 
 def task_logits(heads: dict, features_TxBxF: jax.Array) -> jax.Array:
@@ -140,16 +178,24 @@ def per_task(h: jax.Array, num_tasks: int) -> jax.Array:
   return jnp.broadcast_to(h, (num_tasks, *h.shape))
 
 
-def pure_model(encoder: EncoderSpec, init: Callable[[jax.Array], dict],
+def pure_model(encoder: EncoderSpec, init: Callable[[Draws], dict],
                forward: Callable[[dict, jax.Array], jax.Array], shared: Sequence[str]) -> Model:
-  """A Model from forward(params, x float [B, ...]) -> logits [B, T]. Inputs are scaled
-  as hard sharing scales them, and the computation runs in the encoder's compute dtype
-  while parameters and logits stay float32 (gradients flow back through the casts)."""
+  """A Model from init(draws) -> params and forward(params, x float [B, ...]) -> logits
+  [B, T]. Inputs are scaled as hard sharing scales them, and the computation runs in the
+  encoder's compute dtype while parameters and logits stay float32 (gradients flow back
+  through the casts)."""
   compute = jnp.dtype(encoder.dtype)
+
+  # Jitted, so that training's eager vmap over seeds compiles it once, as one program.
+  @jax.jit
+  def init_from_key(key):
+    counting = Draws(None)
+    init(counting)  # traced only for the sizes: none of it is in the compiled program
+    return init(Draws(key, counting.used))
 
   def apply(params, x):
     if compute != jnp.float32:
       params = jax.tree.map(lambda p: p.astype(compute), params)
     return forward(params, _as_float(x, encoder.kind).astype(compute)).astype(jnp.float32)
 
-  return Model(init, apply, shared=tuple(shared))
+  return Model(init_from_key, apply, shared=tuple(shared))

@@ -8,7 +8,7 @@ its linear head: f_t(x) = sum_e softmax(W_t x + b_t)_e expert_e(x).
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.architectures.experts import (encoder_stage, flat, init_gates, init_heads, init_stack,
+from mtl_jax.architectures.experts import (apply_stack, encoder_stage, flat, init_gates, init_heads,
                                            pure_model, softmax_gate, task_logits)
 from mtl_jax.models import EncoderSpec, Model
 
@@ -24,14 +24,13 @@ def mmoe(encoder: EncoderSpec, num_tasks: int, input_shape: tuple[int, ...], exp
   """
   stage = encoder_stage(encoder, input_shape, expert_width)
 
-  def init(key):
-    expert_key, gate_key, head_key = jax.random.split(key, 3)
-    return {"experts": init_stack(stage.init, expert_key, experts),
-            "gates": init_gates(gate_key, num_tasks, input_shape, experts),
-            "heads": init_heads(head_key, stage.features, num_tasks)}
+  def init(draws):
+    return {"experts": stage.init(draws, (experts,)),
+            "gates": init_gates(draws, num_tasks, input_shape, experts),
+            "heads": init_heads(draws, stage.features, num_tasks)}
 
   def forward(params, x):
-    outputs_ExBxF = jax.vmap(lambda p: flat(stage.apply(p, x)))(params["experts"])
+    outputs_ExBxF = apply_stack(lambda p, h: flat(stage.apply(p, h)), params["experts"], x)
     weights_TxBxE = jax.vmap(softmax_gate, in_axes=(0, None))(params["gates"], x)
     features_TxBxF = jnp.einsum("tbe,ebf->tbf", weights_TxBxE, outputs_ExBxF)
     return task_logits(params["heads"], features_TxBxF)

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from mtl_jax.architectures.experts import (block, block_in_dim, block_name, dense, dense_init,
-                                           encoder_stage, init_heads, init_stack, per_task, pure_model,
+                                           encoder_stage, init_heads, per_task, pure_model,
                                            task_logits)
 from mtl_jax.models import EncoderSpec, Model
 
@@ -41,22 +41,19 @@ def mtan(encoder: EncoderSpec, num_tasks: int, input_shape: tuple[int, ...],
   trunk = encoder_stage(encoder, input_shape)
   width, hidden = encoder.width, attention_width or encoder.width
 
-  def init_attention(key, l):  # [T, ...]; from block 1 on, g sees [h_l, f_l(a_{t,l-1})]
+  def init_attention(draws, l):  # [T, ...]; from block 1 on, g sees [h_l, f_l(a_{t,l-1})]
     in_dim = width if l == 0 else 2 * width
-    return init_stack(lambda k: {"hidden": dense_init(jax.random.fold_in(k, 0), in_dim, hidden),
-                                 "mask": dense_init(jax.random.fold_in(k, 1), hidden, width)},
-                      key, num_tasks)
+    return {"hidden": dense_init(draws, in_dim, hidden, (num_tasks,)),
+            "mask": dense_init(draws, hidden, width, (num_tasks,))}
 
-  def init(key):
-    trunk_key, block_key, attention_key, head_key = jax.random.split(key, 4)
-    params = {"trunk": trunk.init(trunk_key),
-              "attention": {f"block{l}": init_attention(jax.random.fold_in(attention_key, l), l)
+  def init(draws):
+    params = {"trunk": trunk.init(draws),
+              "attention": {f"block{l}": init_attention(draws, l)
                             for l in range(encoder.depth)},
-              "heads": init_heads(head_key, trunk.features, num_tasks)}
+              "heads": init_heads(draws, trunk.features, num_tasks)}
     if encoder.depth > 1:  # f_l takes a_{t,l-1}, shaped like the trunk's input to block l
       params["attention_blocks"] = {
-          f"block{l}": dense_init(jax.random.fold_in(block_key, l),
-                                  block_in_dim(encoder.kind, trunk.shapes[l]), width)
+          f"block{l}": dense_init(draws, block_in_dim(encoder.kind, trunk.shapes[l]), width)
           for l in range(1, encoder.depth)}
     return params
 
