@@ -282,15 +282,15 @@ def test_parameters_survive_a_checkpoint(tmp_path):
 
 def test_launch_with_an_architecture_and_its_option(tmp_path):
   out = tmp_path / "mmoe"
-  result = launch("--arch=mmoe", "--mmoe_experts=2", "--encoder=mlp", "--width=3", "--depth=1",
-                  "--num_train=32", "--num_val=16", "--num_test=16", "--epochs=1", "--seeds=1",
-                  "--batch_size=16", "--image_size=8", f"--out_dir={out}")
+  result = launch("--arch=mmoe", "--mmoe_experts=2", "--dataset=related", "--encoder=mlp", "--width=3",
+                  "--depth=1", "--num_train=32", "--num_val=16", "--num_test=16", "--epochs=1", "--seeds=1",
+                  "--batch_size=16", f"--out_dir={out}")
   assert result.returncode == 0, result.stderr
   joint = [r for r in map(json.loads, open(out / "results.jsonl")) if r["config"]["arm"] == "joint"]
   assert len(joint) == 1 and joint[0]["config"]["arch"] == "mmoe"
   assert joint[0]["config"]["arch_options"] == [["experts", 2]]
-  # 8x8x3 pixels; 2 experts of one 3-unit layer, 4 gates over 2 experts, 4 heads
-  assert joint[0]["param_count"] == 2 * (192 * 3 + 3) + 4 * (192 * 2 + 2) + (3 * 4 + 4)
+  # 40 features; 2 experts of one 3-unit layer, 4 gates over 2 experts, 4 heads
+  assert joint[0]["param_count"] == 2 * (40 * 3 + 3) + 4 * (40 * 2 + 2) + (3 * 4 + 4)
 
 
 @pytest.mark.parametrize("flags,expected", [

@@ -54,10 +54,11 @@ class Draws:
   """A whole model's random initial values, cut from ONE threefry draw per distribution.
 
   Each separate jax.random call in a compiled init adds its own unrolled hash to the
-  program: on a CPU about a second of XLA compilation per call, vmapped over seeds,
-  so a dozen layers drawn one by one took longer to compile than the training epoch
-  (13 s for PLE's init). pure_model runs an init twice while tracing it: first with
-  Draws(None) that only counts what is asked for (zeros), then with the real draws.
+  program, about a second of XLA compilation per call on a CPU once vmapped over seeds:
+  drawn layer by layer, PLE's init took 13 s to compile on a busy 2-core machine, longer
+  than its training epoch; drawn at once, 2 s. pure_model runs an init twice while
+  tracing it: first with Draws(None), which only counts what is asked for (and returns
+  zeros), then with the real draws.
   """
 
   def __init__(self, key: Optional[jax.Array], sizes: Optional[dict] = None):
