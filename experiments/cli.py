@@ -15,8 +15,8 @@ from absl import app, flags, logging
 
 from mtl_jax.data.datasets import DATASETS, DataConfig, read_kind
 from mtl_jax.errors import InputError
-from mtl_jax.methods import DEFAULT_METHOD, METHODS, hyper_parameters
-from mtl_jax.methods import REPR_GRADS, SHARED_GRADS, build_method  # what --arch must serve
+from mtl_jax.methods import DEFAULT_METHOD, METHODS, build_method, hyper_parameters
+from mtl_jax.step import check_method_fits  # what --arch must serve
 from mtl_jax.models import (ARCH_OPTIONS, DTYPES, ENCODERS, MODELS, SEPARATE_ARM, EncoderSpec,
                             architecture_options, architecture_summary, build_model)
 from mtl_jax.data.driving import SceneConfig
@@ -191,13 +191,7 @@ def arch_options() -> tuple[tuple[str, float], ...]:
   # PLE levels than --depth), or a method the architecture cannot serve, stop the launch
   # before any run starts; building initialises nothing, and no check depends on the data.
   model = build_model(ARCH.value, encoder_spec(), 2, (8, 8, 3), options)
-  needs = build_method(METHOD.value, method_options()).needs
-  if REPR_GRADS in needs and model.encode is None:
-    raise InputError(f"--method={METHOD.value} takes per-task gradients of the one shared "
-                     f"representation, which --arch={ARCH.value} does not have: use --arch=hps")
-  if needs & {SHARED_GRADS, REPR_GRADS} and not model.shared:
-    raise InputError(f"--method={METHOD.value} combines per-task gradients of shared parameters; "
-                     f"--arch={ARCH.value} with these options shares none")
+  check_method_fits(model, build_method(METHOD.value, method_options()).needs, METHOD.value, ARCH.value)
   return options
 
 

@@ -41,8 +41,9 @@ from mtl_jax.data.datasets import DataConfig, check_data_config, read_kind
 from mtl_jax.data.related import RelatedConfig
 from mtl_jax.delta_m import delta_m_summary, mean_ranks
 from mtl_jax.errors import InputError
-from mtl_jax.models import SEPARATE_ARM, EncoderSpec
+from mtl_jax.models import SEPARATE_ARM, EncoderSpec, build_model
 from mtl_jax.results import format_cell, mean_ci95, summarize_arms
+from mtl_jax.step import method_misfit
 from mtl_jax.train import TrainConfig
 
 flags.adopt_module_key_flags(cli)
@@ -132,19 +133,31 @@ def arms_of(settings: Settings) -> list[str]:
   return [SEPARATE_ARM, *settings.methods]
 
 
+def servable(settings: Settings, encoder: EncoderSpec) -> tuple[list[str], list[str]]:
+  """The methods --arch can train, and why each other one cannot (MGDA-UB needs the one
+  shared representation that hard sharing has), from a model built on a stand-in input."""
+  model = build_model(settings.arch, encoder, 2, (8, 8, 3) if encoder.kind == "cnn" else (8,),
+                      settings.arch_options)
+  misfits = {m: method_misfit(model, methods.build_method(m).needs, m, settings.arch) for m in settings.methods}
+  return [m for m, why in misfits.items() if not why], [why for why in misfits.values() if why]
+
+
 def grid(settings: Settings) -> Grid:
-  """(problem, arm) -> seed configs; an arm is "separate" or a method's name."""
-  groups = {}
+  """(problem, arm) -> seed configs; an arm is "separate" or a method's name. Methods
+  that --arch cannot serve are left out, saying why."""
+  groups, notes = {}, []
   for problem in problems_of(settings):
     check_data_config(problem.data)
-    for arm in arms_of(settings):
+    served, misfits = servable(settings, problem.encoder)
+    notes += [f"  left out on {problem.name}: {why}" for why in misfits]
+    for arm in [SEPARATE_ARM, *served]:
       train = dataclasses.replace(problem.train, method=arm, method_options=settings.method_options.get(arm, ())) \
           if arm != SEPARATE_ARM else problem.train
       groups[problem.name, arm] = [
           dataclasses.replace(c, train=train) for c in settings.seed_configs(
               NAME, "separate" if arm == SEPARATE_ARM else "joint", problem.data, problem.encoder)]
   return Grid(groups, f"{NAME}: {len(groups)} groups (problem x arm: separate and "
-                      f"{len(settings.methods)} methods) of {settings.seeds} seeds")
+                      f"{len(settings.methods)} methods) of {settings.seeds} seeds" + "".join("\n" + n for n in notes))
 
 
 def ms_per_step(records: list[dict]) -> float:
@@ -180,7 +193,7 @@ def summarize(settings: Settings, groups: Groups, done: dict[str, dict]) -> Summ
   rows, delta_by_problem = [], {}
   arms = arms_of(settings)
   for problem in dict.fromkeys(p for p, _ in groups):
-    by_arm = {arm: records_of(groups[problem, arm], done) for arm in arms}
+    by_arm = {arm: records_of(groups[problem, arm], done) for arm in arms if (problem, arm) in groups}
     task_names = by_arm[SEPARATE_ARM][0]["task_names"]
     rows += summarize_arms(by_arm, task_names, dict(problem=problem))
     baseline = by_arm[SEPARATE_ARM]
@@ -227,13 +240,17 @@ def table(settings: Settings, rows: list[dict]) -> str:
   for arm in ranked_arms(rows):
     cells = []
     for p in problems:
+      if (p, arm) not in cost:  # not run on this problem (--arch cannot serve it)
+        cells.append(f"{'-':>22} {'-':>5}")
+        continue
       d = format_cell(delta[p, arm]) if (p, arm) in delta else "0 (baseline)"
       cells.append(f"{d:>22} {cost[p, arm]['mean']:>5.2f}")
     lines.append(f"{arm:<12} {rank[arm]:>5.1f} " + " ".join(cells))
   lines.append("\nTest ROC-AUC, mean over tasks:")
   lines.append(f"{'method':<12} " + " ".join(f"{p:>18}" for p in problems))
   for arm in ranked_arms(rows):
-    lines.append(f"{arm:<12} " + " ".join(f"{format_cell(auc[p, arm]):>18}" for p in problems))
+    lines.append(f"{arm:<12} " + " ".join(f"{format_cell(auc[p, arm]) if (p, arm) in auc else '-':>18}"
+                                          for p in problems))
   return "\n".join(lines)
 
 
@@ -255,8 +272,9 @@ def draw(rows: list[dict], out_path: str, title: str) -> None:
   axes = axes.ravel()
   y = np.arange(len(arms))[::-1]
   for ax, problem in zip(axes, problems):
-    means = np.array([delta[problem, a]["mean"] for a in arms])
-    cis = np.nan_to_num(np.array([delta[problem, a]["ci95"] for a in arms]))
+    missing = {"mean": np.nan, "ci95": np.nan}  # a method --arch could not serve
+    means = np.array([delta.get((problem, a), missing)["mean"] for a in arms])
+    cis = np.nan_to_num(np.array([delta.get((problem, a), missing)["ci95"] for a in arms]))
     for arm, mean, ci, at in zip(arms, means, cis, y):
       ax.errorbar(mean, at, xerr=ci, fmt="o", markersize=3.5, capsize=2, color=_color(arm))
     ax.axvline(0.0, color="black", linewidth=0.8)
@@ -266,8 +284,8 @@ def draw(rows: list[dict], out_path: str, title: str) -> None:
     ax.grid(alpha=0.3, axis="x")
   ax = axes[len(problems)]
   for a in arms:
-    mean_delta = np.nanmean([delta[p, a]["mean"] for p in problems])
-    slowest = np.nanmax([cost[p, a]["mean"] for p in problems])
+    mean_delta = np.nanmean([delta[p, a]["mean"] for p in problems if (p, a) in delta])
+    slowest = np.nanmax([cost[p, a]["mean"] for p in problems if (p, a) in cost])
     ax.scatter(slowest, mean_delta, s=14, color=_color(a))
     ax.annotate(a, (slowest, mean_delta), fontsize=6, xytext=(2, 2), textcoords="offset points")
   ax.set_xscale("log")

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from mtl_jax.conflict import mean_pairwise_cosine
+from mtl_jax.errors import InputError
 from mtl_jax.losses import MISSING, per_task_logistic_loss
 from mtl_jax.methods import LOSSES, REPR_GRADS, SHARED_GRADS, Method, Terms, flat_jacobian
 from mtl_jax.models import Model
@@ -20,6 +21,26 @@ from mtl_jax.models import Model
 
 def tasks_in_turn_default() -> bool:
   return jax.default_backend() == "cpu"
+
+
+def method_misfit(model: Model, needs: frozenset, method: str = "this method",
+                  arch: str = "this architecture") -> Optional[str]:
+  """Why a method with these `needs` cannot train this model, or None if it can."""
+  if REPR_GRADS in needs and model.encode is None:
+    return (f"--method={method} takes per-task gradients of the one shared representation, "
+            f"which --arch={arch} does not have: use --arch=hps")
+  if needs & {SHARED_GRADS, REPR_GRADS} and not model.shared:
+    return (f"--method={method} combines per-task gradients of shared parameters; --arch={arch} "
+            "shares none (separate networks train with equal weighting)")
+  return None
+
+
+def check_method_fits(model: Model, needs: frozenset, method: str = "this method",
+                      arch: str = "this architecture") -> None:
+  """InputError (one line for the user) if the method cannot train this model."""
+  misfit = method_misfit(model, needs, method, arch)
+  if misfit:
+    raise InputError(misfit)
 
 
 def make_batch_gradient(model: Model, method: Method, batch_size: int, micro_batch: int,
@@ -31,11 +52,7 @@ def make_batch_gradient(model: Model, method: Method, batch_size: int, micro_bat
   if {SHARED_GRADS, REPR_GRADS} <= method.needs:
     raise ValueError("a method takes per-task gradients of the shared parameters or of the "
                      "representation, not both")
-  if method.needs & {SHARED_GRADS, REPR_GRADS} and not model.shared:
-    raise ValueError("this method combines per-task gradients of shared parameters; the "
-                     "model shares none (separate networks train with equal weighting)")
-  if REPR_GRADS in method.needs and model.encode is None:
-    raise ValueError("this method needs the shared representation, which this architecture lacks")
+  check_method_fits(model, method.needs)
   in_turn = tasks_in_turn_default() if tasks_in_turn is None else tasks_in_turn
   num_micro = -(-batch_size // micro_batch)
   pad = num_micro * micro_batch - batch_size
