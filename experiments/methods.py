@@ -309,9 +309,10 @@ def draw_diagnostics(rows: list[dict], out_path: str, title: str) -> None:
   fig, axes = plots.subplots(len(problems), 2, figsize=(11, 3.3 * len(problems)), squeeze=False)
   for (ax_cos, ax_loss), problem in zip(axes, problems):
     cosine = plots.select(rows, problem=problem, metric="gradient_cosine")
-    for arm in dict.fromkeys(r["arm"] for r in cosine):  # means only: a band per method would hide the lines
+    arms = list(dict.fromkeys(r["arm"] for r in cosine))
+    for arm, color in zip(arms, plots.task_colors(len(arms))):  # means only: bands would hide the lines
       epochs, means, _ = plots.series(cosine, "epoch", arm=arm)
-      ax_cos.plot(epochs, means, "o-", markersize=2.5, linewidth=1, label=arm)
+      ax_cos.plot(epochs, means, "o-", markersize=2.5, linewidth=1, label=arm, color=color)
     ax_cos.axhline(0.0, color="black", linewidth=0.8)
     ax_cos.set_ylabel("mean pairwise cosine of task gradients")
     ax_cos.set_title(f"{problem}: gradient conflict", fontsize=9)

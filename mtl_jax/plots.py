@@ -62,7 +62,7 @@ def bars_with_ci(ax, categories: Sequence[str], bars: dict[str, tuple[np.ndarray
 
 
 def task_colors(count: int) -> list:
-  """`count` distinguishable colours, one per task."""
+  """`count` distinguishable colours, one per task (or method)."""
   cmap = matplotlib.colormaps["tab10" if count <= 10 else "turbo"]
   return [cmap(i if count <= 10 else i / max(count - 1, 1)) for i in range(count)]
 
