@@ -4,8 +4,8 @@ Adding one: write experiments/NAME.py exporting EXPERIMENT (an experiment.Experi
 with its settings, grid, summary, table, figure and quick/full presets), then add it
 to the tuple below. tests/test_all_experiments.py runs every entry on tiny settings.
 """
-from experiments import (data_amount, joint_vs_separate, methods, missing_labels, network_size,
-                         relatedness, transfer_vs_mtl)
+from experiments import (architectures, data_amount, joint_vs_separate, methods, missing_labels,
+                         network_size, relatedness, transfer_vs_mtl)
 from experiments.experiment import Experiment
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
@@ -16,5 +16,6 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     missing_labels.EXPERIMENT,
     transfer_vs_mtl.EXPERIMENT,
     methods.EXPERIMENT,
+    architectures.EXPERIMENT,
 )}
 DEFAULT = joint_vs_separate.NAME  # what launch.py runs without --experiment

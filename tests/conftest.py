@@ -12,7 +12,7 @@ ALL_TINY = ["--experiment=all", "--preset=quick", "--num_train=64", "--num_val=1
             "--encoder=mlp", "--width=2", "--depth=1", "--widths=2,6", "--target_budget=10",
             "--target_budgets=10", "--rhos=0,1", "--missing_fracs=0,0.5,0.99", "--b_budgets=10",
             "--methods=ew,mgda_ub,upgrad", "--problems=driving34,related_rho1",
-            "--related_num_train=64", "--related_epochs=1"]
+            "--related_num_train=64", "--related_epochs=1", "--archs=mmoe", "--arch_rhos=1"]
 
 
 @pytest.fixture(scope="session")

@@ -64,6 +64,30 @@ def test_all_experiments_write_results_summary_and_plots_then_redraw(all_experim
   assert {r["arm"] for r in rows if r["metric"] == "mean_rank"} == {"separate", "ew", "mgda_ub", "upgrad"}
   assert (tmp_path / "methods" / "methods_diagnostics.png").stat().st_size > 1000
 
+  # architectures: separate networks and the chosen architecture at rho 1 and on the scenes,
+  # with ew; MMoE's width is chosen so that its parameter count is about the separate
+  # networks', except on the tiny scenes, where its gates on the 192 pixels alone exceed it.
+  compared = records(tmp_path / "architectures")
+  dataset = lambda r: r["config"]["data"]["dataset"]
+  assert sorted({(dataset(r), len(r["task_names"]), r["config"]["arm"], r["config"]["arch"]) for r in compared}) == [
+      ("driving", 4, "joint", "mmoe"), ("driving", 4, "separate", "separate"),
+      ("related", 8, "joint", "mmoe"), ("related", 8, "separate", "separate")]
+  assert all(r["config"]["train"]["method"] == "ew" for r in compared)
+  assert {r["config"]["data"]["relatedness"]["rho"] for r in compared if dataset(r) == "related"} == {1.0}
+  runs = {(dataset(r), r["config"]["arch"]): r for r in compared}
+  width = {key: r["config"]["encoder"]["width"] for key, r in runs.items()}
+  assert width["related", "separate"] == 32 and width["related", "mmoe"] > 32
+  assert abs(runs["related", "mmoe"]["param_count"] / runs["related", "separate"]["param_count"] - 1) < 0.03
+  assert width["driving", "mmoe"] == 1
+  assert runs["driving", "mmoe"]["param_count"] > runs["driving", "separate"]["param_count"]
+  rows = list(csv.DictReader(open(tmp_path / "architectures" / "summary.csv")))
+  problems = {"related_rho1", "driving4"}
+  assert {(r["problem"], r["arm"]) for r in rows if r["metric"] == "delta_m_pct"} == {(p, "mmoe") for p in problems}
+  for metric in ("param_count", "width", "ms_per_step"):
+    assert {(r["problem"], r["arm"]) for r in rows if r["metric"] == metric} == {
+        (p, a) for p in problems for a in ("separate", "mmoe")}, metric
+  assert {r["arm"] for r in rows if r["metric"] == "mean_rank"} == {"separate", "mmoe"}
+
   before = {name: len(records(tmp_path / name)) for name in EXPERIMENTS}
   redraw = launch_in_process(*ALL_TINY, "--plot_only", f"--out_dir={tmp_path}")
   assert redraw.returncode == 0, redraw.stderr
