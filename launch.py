@@ -23,8 +23,9 @@ EXPERIMENT = flags.DEFINE_enum(
     f"Which experiment to run; '{ALL}' runs {', '.join(EXPERIMENTS)} in turn.")
 PRESET = flags.DEFINE_enum(
     "preset", None, list(PRESET_NAMES),
-    f"Settings for every experiment: quick runs all {len(EXPERIMENTS)} in under 30 minutes on a "
-    "2-core CPU, full is larger, for a GPU or a long run. Flags given on the command line win.")
+    "Settings for every experiment: quick is sized for about 30 minutes per experiment or less "
+    "on a 2-core CPU (the six claim experiments together take about 13), full is larger, for a GPU "
+    "or a long run. Flags given on the command line win.")
 
 
 def run_experiment(experiment: Experiment, out_dir: str | None = None) -> None:

@@ -26,7 +26,7 @@ from mtl_jax.sweep import run_pending
 from mtl_jax.train import TrainConfig
 
 # Every experiment has exactly these presets (launch.py --preset): quick runs all of
-# them in about 30 minutes of a 2-core CPU, full is larger, for a GPU or a long run.
+# each in about 30 minutes or less of a 2-core CPU, full is larger, for a GPU or a long run.
 PRESET_NAMES = ("quick", "full")
 # The driving-scenes sizes that most experiments' presets share.
 QUICK_SCENES = dict(num_train=3000, epochs=8)
