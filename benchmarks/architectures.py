@@ -33,12 +33,12 @@ other work inflates the slow cases most.
 """
 import json
 import os
-import subprocess
 import sys
 import time
 
 import numpy as np
 from absl import app, flags, logging
+from benchmarks import own_process
 
 from mtl_jax.models import MODELS
 
@@ -86,11 +86,7 @@ def run_case(name: str) -> dict:
 
 def _in_process(name: str) -> dict:
   """One case in a fresh process."""
-  out = subprocess.run([sys.executable, os.path.abspath(__file__), f"--case={name}"], cwd=ROOT,
-                       capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT})
-  if out.returncode:
-    raise RuntimeError(f"case {name} failed:\n{out.stderr[-3000:]}")
-  return json.loads(out.stdout.strip().splitlines()[-1])
+  return own_process.run_case(__file__, [f"--case={name}"], ROOT)
 
 
 def matched_hps(arch: str, tasks: int) -> tuple[int, int, int]:

@@ -14,12 +14,11 @@ caches. --before=PATH times the equal-weighting case with the package at PATH to
 """
 import json
 import os
-import subprocess
-import sys
 import time
 
 import numpy as np
 from absl import app, flags
+from benchmarks import own_process
 
 CASE = flags.DEFINE_string("case", None, "Run one case in this process and print its JSON row.")
 BEFORE = flags.DEFINE_string("before", None, "A checkout of the package before the combination step.")
@@ -68,10 +67,7 @@ def run_case(name: str) -> dict:
 
 def _in_process(name: str, root: str) -> dict:
   """One case in a fresh process, importing the package at `root`."""
-  out = subprocess.run([sys.executable, os.path.abspath(__file__), f"--case={name}"],
-                       cwd=root, capture_output=True, text=True, check=True,
-                       env={**os.environ, "PYTHONPATH": root})
-  return json.loads(out.stdout.strip().splitlines()[-1])
+  return own_process.run_case(__file__, [f"--case={name}"], root)
 
 
 def main(argv):

@@ -34,13 +34,12 @@ task is present in every batch; the per-step cost does not depend on what they s
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 
 import numpy as np
 from absl import app, flags
+from benchmarks import own_process
 
 CASE = flags.DEFINE_string("case", None, "Run one case in this process and print its JSON row.")
 ROUNDS = flags.DEFINE_integer("rounds", 3, "Rounds; cases alternate within each round.")
@@ -150,11 +149,7 @@ def run_case(name: str) -> dict:
 
 
 def _in_process(name: str, data: str) -> dict:
-  out = subprocess.run([sys.executable, os.path.abspath(__file__), f"--case={name}", f"--data={data}"],
-                       cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT})
-  if out.returncode:
-    raise RuntimeError(f"case {name} failed:\n{out.stderr[-3000:]}")
-  return json.loads(out.stdout.strip().splitlines()[-1])
+  return own_process.run_case(__file__, [f"--case={name}", f"--data={data}"], ROOT)
 
 
 def main(argv):

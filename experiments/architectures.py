@@ -144,7 +144,7 @@ def problems_of(settings: Settings) -> list[tuple[Problem, Optional[float]]]:
   if RELATED in settings.problems:
     if not rhos or rhos[0] < 0 or rhos[-1] > 1:
       raise InputError("--arch_rhos (or --rhos) must list at least one value, each in [0, 1]")
-    problems += [(Problem(f"related_rho{rho:g}", *methods_experiment._related(rho)(settings)), rho)
+    problems += [(Problem(f"related_rho{rho:g}", *methods_experiment.related_setting(rho)(settings)), rho)
                  for rho in rhos]
   if DRIVING in settings.problems:
     problems.append((Problem(DRIVING, *methods_experiment.GENERATED_PROBLEMS[DRIVING](settings)), None))
@@ -210,7 +210,7 @@ def summarize(settings: Settings, groups: Groups, done: dict[str, dict]) -> Summ
     rows += summarize_arms(by_arm, by_arm[SEPARATE_ARM][0]["task_names"], keys)
     delta_by_problem[problem.name] = {SEPARATE_ARM: 0.0}
     for arm, records in by_arm.items():
-      row = lambda split, metric, value: methods_experiment._row(problem.name, split, metric, "mean", arm,
+      row = lambda split, metric, value: methods_experiment.summary_row(problem.name, split, metric, "mean", arm,
                                                                  value, rho=rho)
       rows.append(row("train", "param_count", records[0]["param_count"]))
       rows.append(row("train", "width", records[0]["config"]["encoder"]["width"]))
@@ -221,7 +221,7 @@ def summarize(settings: Settings, groups: Groups, done: dict[str, dict]) -> Summ
                          arm=arm, mean=round(mean, 5), ci95=round(ci, 5), n=n))
         delta_by_problem[problem.name][arm] = mean
   for arm, rank in mean_ranks(delta_by_problem).items():
-    rows.append(methods_experiment._row("all", "test", "mean_rank", "mean", arm, rank, rho=None))
+    rows.append(methods_experiment.summary_row("all", "test", "mean_rank", "mean", arm, rank, rho=None))
   method = settings.train.method
   encoder = settings.encoder
   title = (f"{len(settings.archs)} architectures with {method} vs separate networks, each at about the "

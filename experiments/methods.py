@@ -39,7 +39,7 @@ from mtl_jax import methods, plots
 from mtl_jax.data import driving_tasks
 from mtl_jax.data.datasets import DataConfig, check_data_config, read_kind
 from mtl_jax.data.related import RelatedConfig
-from mtl_jax.delta_m import delta_m_summary, mean_ranks
+from mtl_jax.delta_m import delta_m_per_seed, mean_ranks
 from mtl_jax.errors import InputError
 from mtl_jax.models import SEPARATE_ARM, EncoderSpec, build_model
 from mtl_jax.results import format_cell, mean_ci95, summarize_arms
@@ -77,7 +77,7 @@ def _driving(tasks: tuple[str, ...]) -> Callable[["Settings"], tuple[DataConfig,
   return lambda s: (dataclasses.replace(s.data, tasks=tasks), s.encoder, s.train)
 
 
-def _related(rho: float) -> Callable[["Settings"], tuple[DataConfig, EncoderSpec, TrainConfig]]:
+def related_setting(rho: float) -> Callable[["Settings"], tuple[DataConfig, EncoderSpec, TrainConfig]]:
   """The relatedness experiment's setting (experiments/relatedness.py DEFAULTS)."""
   def setting(s):
     data = DataConfig(dataset="related", num_train=s.related_num_train, num_val=200, num_test=4000,
@@ -92,8 +92,8 @@ def _related(rho: float) -> Callable[["Settings"], tuple[DataConfig, EncoderSpec
 GENERATED_PROBLEMS = {
     "driving4": _driving(()),
     "driving34": _driving(driving_tasks.ALL_TASK_NAMES),
-    "related_rho0": _related(0.0),
-    "related_rho1": _related(1.0),
+    "related_rho0": related_setting(0.0),
+    "related_rho1": related_setting(1.0),
 }
 
 
@@ -175,15 +175,16 @@ def _epoch_rows(problem: str, arm: str, records: list[dict], task_names) -> list
   losses_SxExT = np.array([r["train_loss_per_task_per_epoch"] for r in done], float)
   for t, task in enumerate(task_names):
     for e in range(losses_SxExT.shape[1] if done else 0):
-      rows.append(_row(problem, "train", "train_loss", task, arm, losses_SxExT[:, e, t], epoch=e + 1))
+      rows.append(summary_row(problem, "train", "train_loss", task, arm, losses_SxExT[:, e, t], epoch=e + 1))
   cosines = [r["gradient_cosine_per_epoch"] for r in done if r["gradient_cosine_per_epoch"] is not None]
   cosine_SxE = np.array(cosines, float)
   for e in range(cosine_SxE.shape[1] if cosines else 0):
-    rows.append(_row(problem, "train", "gradient_cosine", "mean", arm, cosine_SxE[:, e], epoch=e + 1))
+    rows.append(summary_row(problem, "train", "gradient_cosine", "mean", arm, cosine_SxE[:, e], epoch=e + 1))
   return rows
 
 
-def _row(problem, split, metric, task, arm, values, **keys) -> dict:
+def summary_row(problem, split, metric, task, arm, values, **keys) -> dict:
+  """A summary row of mean, 95% CI and n over the seeds' `values` (one value: n = 1)."""
   mean, ci, n = mean_ci95([float(v) for v in np.atleast_1d(values)])
   return dict(problem=problem, split=split, metric=metric, task=task, arm=arm,
               mean=round(mean, 5), ci95=round(ci, 5), n=n, **keys)
@@ -201,16 +202,14 @@ def summarize(settings: Settings, groups: Groups, done: dict[str, dict]) -> Summ
     delta_by_problem[problem] = {SEPARATE_ARM: 0.0}
     for arm, records in by_arm.items():
       ms = ms_per_step(records)
-      rows.append(_row(problem, "train", "ms_per_step", "mean", arm, ms))
-      rows.append(_row(problem, "train", "step_time_vs_ew", "mean", arm, ms / ew_ms))
+      rows.append(summary_row(problem, "train", "ms_per_step", "mean", arm, ms))
+      rows.append(summary_row(problem, "train", "step_time_vs_ew", "mean", arm, ms / ew_ms))
       rows += _epoch_rows(problem, arm, records, task_names)
       if arm != SEPARATE_ARM:
-        mean, ci, n = delta_m_summary(records, baseline)
-        rows.append(dict(problem=problem, split="test", metric="delta_m_pct", task="mean", arm=arm,
-                         mean=round(mean, 5), ci95=round(ci, 5), n=n))
-        delta_by_problem[problem][arm] = mean
+        rows.append(summary_row(problem, "test", "delta_m_pct", "mean", arm, delta_m_per_seed(records, baseline)))
+        delta_by_problem[problem][arm] = rows[-1]["mean"]
   for arm, rank in mean_ranks(delta_by_problem).items():
-    rows.append(_row("all", "test", "mean_rank", "mean", arm, rank))
+    rows.append(summary_row("all", "test", "mean_rank", "mean", arm, rank))
   title = (f"{len(settings.methods)} methods on the joint network vs separate networks, "
            f"{settings.seeds} seeds (95% CI); problems: {', '.join(delta_by_problem)}; "
            f"driving: {settings.encoder.kind} width {settings.encoder.width} depth {settings.encoder.depth}, "
