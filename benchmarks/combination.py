@@ -4,7 +4,7 @@ in turn (lax.map) over the task axis; with --methods, every registered method's 
 time relative to equal weighting at T = 4 and T = 34.
 
   python -m benchmarks.combination [--before=PATH] [--rounds=3]
-  python -m benchmarks.combination --methods [--rounds=2]
+  python -m benchmarks.combination --methods [--rounds=2] [--only=uw,gls]
 
 Each case runs in a fresh process (`--case=NAME`), alternated over rounds, best of
 rounds reported with the spread, so neither side inherits the other's thread pools or
@@ -25,6 +25,7 @@ BEFORE = flags.DEFINE_string("before", None, "A checkout of the package before t
 ROUNDS = flags.DEFINE_integer("rounds", 3, "Rounds; cases alternate within each round.")
 METHODS = flags.DEFINE_bool("methods", False, "Time every registered method (case method:NAME-T4/T34) "
                             "instead of the combination-step cases.")
+ONLY = flags.DEFINE_list("only", None, "With --methods: time only these methods (ew is always timed).")
 BATCH, NUM_SCENES, EPOCHS = 128, 2048, 4
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -98,7 +99,7 @@ def time_methods() -> None:
   """Every method at T = 4 and T = 34, each in its own process, rounds alternating the
   order; ratios to ew's step at the same T, from the best of rounds."""
   from mtl_jax import methods
-  names = list(methods.METHODS)
+  names = [n for n in methods.METHODS if not ONLY.value or n == "ew" or n in ONLY.value]
   cases = [f"method:{name}-T{tasks}" for tasks in (4, 34) for name in names]
   results: dict[str, list[float]] = {}
   for r in range(ROUNDS.value):

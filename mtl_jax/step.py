@@ -65,6 +65,9 @@ def make_batch_gradient(model: Model, method: Method, batch_size: int, micro_bat
   def loss_sums_T(params, x, y):  # per-task J terms times the micro-batch size: they add up
     return per_task_logistic_loss(model.apply(params, x), y) * y.shape[0]
 
+  def head_loss_sums_T(params, features, y):  # the same from the shared representation
+    return per_task_logistic_loss(model.decode(params, features), y) * y.shape[0]
+
   def over_micro_batches(fn, x_NxD, y_NxT, idx_B, total=None):
     """fn(x_U, y_U) summed over the micro-batches of idx_B (or, with total=None,
     stacked). Rows padding the last micro-batch have every label missing: they add
@@ -123,30 +126,65 @@ def make_batch_gradient(model: Model, method: Method, batch_size: int, micro_bat
 
     def fn(x, y):
       features = model.encode(params, x)
-      losses_T, pull_back = jax.vjp(
-          lambda f: per_task_logistic_loss(model.decode(params, f), y) * y.shape[0], features)
+      losses_T, pull_back = jax.vjp(lambda f: head_loss_sums_T(params, f, y), features)
       return losses_T, over_tasks(lambda e_T: pull_back(e_T)[0], num_tasks)
 
     losses_MxT, grads_MxTxUxF = over_micro_batches(fn, x_NxD, y_NxT, idx_B)
     grads_TxBxF = jnp.moveaxis(grads_MxTxUxF, 1, 0).reshape(num_tasks, -1, grads_MxTxUxF.shape[-1])
     return losses_MxT.sum(0) / batch_size, grads_TxBxF / batch_size
 
-  def batch_gradient(params, method_state, key, epoch_start, x_NxD, y_NxT, idx_B):
-    present_T = jnp.any(y_NxT[idx_B] != MISSING, axis=0)
-    if SHARED_GRADS in method.needs:
-      return jacobian_gradient(params, method_state, key, present_T, epoch_start, x_NxD, y_NxT, idx_B)
-    terms, cosine = Terms(present_T, epoch_start), jnp.float32(jnp.nan)
+  def terms_then_gradient(params, method_state, key, terms, x_NxD, y_NxT, idx_B):
+    """Over micro-batches: the terms the method weighs by first, then the weighted
+    forward and backward pass (the forward pass runs twice: the weights need every
+    micro-batch's terms before any gradient can be formed)."""
     if REPR_GRADS in method.needs:
       losses_T, repr_grads = representation_terms(params, x_NxD, y_NxT, idx_B)
-      terms = Terms(present_T, epoch_start, losses_T, repr_grads=repr_grads)
-      cosine = mean_pairwise_cosine(repr_grads.reshape(repr_grads.shape[0], -1), present_T)
-    elif LOSSES in method.needs:  # a forward pass first: the weights depend on this batch
+      terms = terms.replace(losses_T=losses_T, repr_grads=repr_grads)
+    elif LOSSES in method.needs:
       loss = lambda x, y: loss_sums_T(params, x, y)
-      terms = Terms(present_T, epoch_start,
-                    mean(over_micro_batches(loss, x_NxD, y_NxT, idx_B, jnp.zeros(y_NxT.shape[1]))))
+      terms = terms.replace(losses_T=mean(over_micro_batches(loss, x_NxD, y_NxT, idx_B, jnp.zeros(y_NxT.shape[1]))))
     update, method_state = method.combine(terms, method_state, key)
     losses_T, grads = weighted_gradient(params, jax.lax.stop_gradient(update.task_weights_T),
                                         x_NxD, y_NxT, idx_B)
+    return losses_T, grads, method_state, terms
+
+  def one_pass(params, method_state, key, terms, x_NxD, y_NxT, idx_B):
+    """With the batch in one micro-batch (accelerators, small networks): the terms and
+    the weighted gradient from a single forward pass, whose VJP is pulled back once per
+    task (REPR_GRADS, through the heads only) and once with the method's weights."""
+    x, y = x_NxD[idx_B], y_NxT[idx_B]
+    if REPR_GRADS in method.needs:
+      features, encoder_pull_back = jax.vjp(lambda p: model.encode(p, x), params)
+      losses_T, head_pull_back = jax.vjp(lambda p, f: head_loss_sums_T(p, f, y), params, features)
+      repr_grads = over_tasks(lambda e_T: head_pull_back(e_T)[1], y.shape[1])
+      terms = terms.replace(losses_T=losses_T / batch_size, repr_grads=repr_grads / batch_size)
+
+      def pull_back(weights_T):
+        head_grads, features_cotangent = head_pull_back(weights_T)
+        return jax.tree.map(jnp.add, head_grads, encoder_pull_back(features_cotangent)[0])
+    else:
+      losses_T, loss_pull_back = jax.vjp(lambda p: loss_sums_T(p, x, y), params)
+      terms = terms.replace(losses_T=losses_T / batch_size)
+      pull_back = lambda weights_T: loss_pull_back(weights_T)[0]
+    update, method_state = method.combine(terms, method_state, key)
+    grads = mean(pull_back(jax.lax.stop_gradient(update.task_weights_T)))
+    return terms.losses_T, grads, method_state, terms
+
+  def batch_gradient(params, method_state, key, epoch_start, x_NxD, y_NxT, idx_B):
+    present_T = jnp.any(y_NxT[idx_B] != MISSING, axis=0)
+    terms = Terms(present_T, epoch_start)
+    if SHARED_GRADS in method.needs:
+      losses_T, grads, method_state, cosine = jacobian_gradient(
+          params, method_state, key, present_T, epoch_start, x_NxD, y_NxT, idx_B)
+    else:
+      fused = num_micro == 1 and method.needs & {LOSSES, REPR_GRADS}
+      losses_T, grads, method_state, terms = (one_pass if fused else terms_then_gradient)(
+          params, method_state, key, terms, x_NxD, y_NxT, idx_B)
+      cosine = jnp.float32(jnp.nan)
+      if terms.repr_grads is not None:
+        cosine = mean_pairwise_cosine(terms.repr_grads.reshape(terms.repr_grads.shape[0], -1), present_T)
+    if method.observe is not None:  # this batch's losses, from the pass that made the gradient
+      method_state = method.observe(Terms(present_T, epoch_start, losses_T), method_state)
     return losses_T, grads, method_state, cosine
 
   return batch_gradient

@@ -115,15 +115,17 @@ def test_a_step_gets_per_task_gradients_of_the_shared_parameters(in_turn):
   np.testing.assert_allclose(cosine, g[0] @ g[1] / np.linalg.norm(g[0]) / np.linalg.norm(g[1]), rtol=1e-4)
 
 
-def test_loss_weights_from_this_batch_weigh_every_parameter():
+@pytest.mark.parametrize("micro_batch", [4, 10], ids=["micro-batches", "one-pass"])
+def test_loss_weights_from_this_batch_weigh_every_parameter(micro_batch):
   """A method whose weights depend on the batch's losses (GLS-like: w_t = 1 / L_t)
-  gets them before the gradient is formed, also over micro-batches."""
+  gets them before the gradient is formed: over micro-batches (a forward pass first)
+  and in one micro-batch (one VJP pulled back with the weights)."""
   method = Method(lambda n: (), lambda terms, state, key: (Update(1.0 / terms.losses_T), state),
                   frozenset({LOSSES}))
   model = build_model("hps", EncoderSpec("mlp", 5, 1), T, (6,))
   x, y = _data(10)
   params = model.init(jax.random.PRNGKey(0))
-  step = make_batch_gradient(model, method, batch_size=10, micro_batch=4)
+  step = make_batch_gradient(model, method, batch_size=10, micro_batch=micro_batch)
   losses_T, grads, _, cosine = jax.jit(step)(params, (), jax.random.PRNGKey(1), True, x, y, jnp.arange(10))
   assert np.isnan(cosine)  # a loss-weighting method takes no per-task gradients
   jacobian = _per_task_jacobian(model, params, x, y)
@@ -131,15 +133,24 @@ def test_loss_weights_from_this_batch_weigh_every_parameter():
     np.testing.assert_allclose(got, jnp.tensordot(1.0 / losses_T, j, axes=1), rtol=1e-4, atol=1e-6)
 
 
-def test_a_step_gets_per_task_gradients_of_the_shared_representation():
+@pytest.mark.parametrize("micro_batch", [4, 10], ids=["micro-batches", "one-pass"])
+def test_a_step_gets_per_task_gradients_of_the_shared_representation(micro_batch):
+  """The [T, B, F] representation gradients, and the gradient of sum_t w_t L_t with the
+  method's weights: over micro-batches (the encoder runs again for the weighted pass)
+  and in one micro-batch (one encoder forward pass, its VJP pulled back once)."""
+  weights_T = jnp.array([1.0, 2.0, 0.5])
+
   def combine(terms, state, key):
-    return Update(jnp.ones(T)), state + jnp.sum(terms.repr_grads ** 2, axis=(1, 2))
+    return Update(weights_T), state + jnp.sum(terms.repr_grads ** 2, axis=(1, 2))
   method = Method(lambda n: jnp.zeros(n), combine, frozenset({REPR_GRADS}))
   model = build_model("hps", EncoderSpec("mlp", 5, 2), T, (6,))
   x, y = _data(10)
   params = model.init(jax.random.PRNGKey(0))
-  step = make_batch_gradient(model, method, batch_size=10, micro_batch=4)
-  _, _, state, cosine = jax.jit(step)(params, jnp.zeros(T), jax.random.PRNGKey(1), True, x, y, jnp.arange(10))
+  step = make_batch_gradient(model, method, batch_size=10, micro_batch=micro_batch)
+  _, grads, state, cosine = jax.jit(step)(params, jnp.zeros(T), jax.random.PRNGKey(1), True, x, y, jnp.arange(10))
+  jacobian = _per_task_jacobian(model, params, x, y)
+  for got, j in zip(jax.tree.leaves(grads), jax.tree.leaves(jacobian)):
+    np.testing.assert_allclose(got, jnp.tensordot(weights_T, j, axes=1), rtol=1e-4, atol=1e-6)
   features = model.encode(params, x)
   expected = jax.jacrev(lambda f: per_task_logistic_loss(model.decode(params, f), y))(features)
   np.testing.assert_allclose(state, jnp.sum(expected ** 2, axis=(1, 2)), rtol=1e-5)
@@ -147,6 +158,29 @@ def test_a_step_gets_per_task_gradients_of_the_shared_representation():
   unit = g / np.linalg.norm(g, axis=1, keepdims=True)
   pairs = [unit[i] @ unit[j] for i in range(T) for j in range(i + 1, T)]
   np.testing.assert_allclose(cosine, np.mean(pairs), rtol=1e-4)
+
+
+@pytest.mark.parametrize("micro_batch", [4, 10], ids=["micro-batches", "one-pass"])
+def test_observe_sees_the_losses_of_the_pass_that_made_the_gradient(micro_batch):
+  """A method that only learns from the losses (UW, DWA) asks for no extra forward
+  pass: `observe` gets the batch's per-task losses after the gradient, with the state
+  that `combine` returned."""
+  combine = lambda terms, state, key: (Update(jnp.full(T, 2.0)), state.at[0].add(1.0))
+  observe = lambda terms, state: state.at[1:].add(terms.losses_T * terms.present_T)
+  method = Method(lambda n: jnp.zeros(n + 1), combine, observe=observe)
+  model = build_model("hps", EncoderSpec("mlp", 5, 1), T, (6,))
+  x, y = _data(10)
+  y[:, 2] = -1  # task 2 absent
+  params = model.init(jax.random.PRNGKey(0))
+  step = make_batch_gradient(model, method, batch_size=10, micro_batch=micro_batch)
+  losses_T, grads, state, _ = jax.jit(step)(params, jnp.zeros(T + 1), jax.random.PRNGKey(1), True, x, y,
+                                            jnp.arange(10))
+  expected = per_task_logistic_loss(model.apply(params, x), y)
+  np.testing.assert_allclose(losses_T, expected, rtol=1e-5)
+  np.testing.assert_allclose(state, [1.0, *np.asarray(expected[:2]), 0.0], rtol=1e-5)
+  jacobian = _per_task_jacobian(model, params, x, y)
+  for got, j in zip(jax.tree.leaves(grads), jax.tree.leaves(jacobian)):
+    np.testing.assert_allclose(got, 2.0 * jnp.sum(j, axis=0), rtol=1e-4, atol=1e-6)
 
 
 def test_method_state_and_keys_are_per_seed_carried_across_epochs_and_checkpointed(tmp_path):

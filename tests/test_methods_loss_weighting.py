@@ -24,6 +24,14 @@ def _terms(present, losses=None, epoch_start=False):
                None if losses is None else jnp.asarray(losses, jnp.float32))
 
 
+def _step(method):
+  """combine, then observe with the same terms: what the training step does."""
+  def step(terms, state, key):
+    update, state = method.combine(terms, state, key)
+    return update, state if method.observe is None else method.observe(terms, state)
+  return jax.jit(step)
+
+
 def _softmax(a):
   e = np.exp(a - np.max(a))
   return e / e.sum()
@@ -50,7 +58,7 @@ class NumpyAdam:
 
 def _assert_no_task_present_is_a_zero_update(method, losses=(0.0, 0.0, 0.0)):
   state = method.init(3)
-  update, new_state = jax.jit(method.combine)(_terms([False] * 3, losses), state, KEY)
+  update, new_state = _step(method)(_terms([False] * 3, losses), state, KEY)
   np.testing.assert_array_equal(update.task_weights_T, np.zeros(3))
   for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(new_state)):
     np.testing.assert_array_equal(a, b)
@@ -67,7 +75,7 @@ def test_uw_weights_and_log_variance_updates_match_a_hand_computation():
   batches = [([True, True, True], [0.7, 2.0, 0.1]),
              ([True, False, True], [0.5, 0.0, 0.3]),  # task 1 absent: s_1 untouched, weight 0
              ([True, True, True], [0.4, 1.5, 0.2])]
-  combine = jax.jit(method.combine)
+  combine = _step(method)
   for present, losses in batches:
     update, state = combine(_terms(present, losses), state, KEY)
     present, losses = np.array(present), np.array(losses)
@@ -84,7 +92,7 @@ def test_uw_is_twice_libmtl_and_drives_s_to_log_loss():
   np.testing.assert_allclose(uw_weights(s, [True, True]), 2 * (1 / (2 * np.exp(np.array([-0.5, 0.3])))), rtol=1e-6)
   method = uncertainty_weighting(lr=0.05)
   state = method.init(2)
-  combine = jax.jit(method.combine)
+  combine = _step(method)
   for _ in range(600):
     _, state = combine(_terms([True, True], [0.25, 3.0]), state, KEY)
   np.testing.assert_allclose(state["log_var"], np.log([0.25, 3.0]), atol=0.05)
@@ -98,7 +106,7 @@ def test_uw_no_task_present():
 
 def test_dwa_equal_weights_for_two_epochs_then_the_formula_on_recorded_averages():
   method = dynamic_weight_averaging()
-  combine = jax.jit(method.combine)
+  combine = _step(method)
   state = method.init(3)
   rng = np.random.default_rng(0)
   epochs = []
@@ -226,7 +234,7 @@ def test_famo_logit_gradient_is_the_softmax_jacobian_times_the_log_loss_decrease
 def test_famo_state_across_steps_matches_a_hand_computation():
   lr, gamma = 0.025, 0.01
   method = famo(lr=lr, gamma=gamma)
-  combine = jax.jit(method.combine)
+  combine = _step(method)
   state = method.init(3)
   xi = np.zeros(3)
   adam = NumpyAdam(3, lr, gamma)
@@ -258,7 +266,7 @@ def test_famo_state_across_steps_matches_a_hand_computation():
 
 def test_famo_moves_weight_to_the_task_whose_loss_decreases_slower():
   method = famo()
-  combine = jax.jit(method.combine)
+  combine = _step(method)
   state = method.init(2)
   losses = np.array([1.0, 1.0])
   for _ in range(50):

@@ -9,6 +9,7 @@ compiled step, and applies what it returns:
   - `shared_grad`, when set, replaces the gradient of the shared parameters (gradient
     combination methods); task-specific parameters (heads) then keep their ordinary
     gradient, that of sum_t L_t.
+`observe`, if set, sees this batch's losses after the gradient (see Method).
 A task with no valid label in the batch is *absent* (`present_T` False): its loss and
 gradients are zero because there was nothing to learn from, and a method must leave
 it out of the combination rather than treat it as a task whose gradient is zero.
@@ -22,7 +23,7 @@ import jax.numpy as jnp
 from flax import struct
 
 # What a method can ask the step for, beyond which tasks are present:
-LOSSES = "losses"  # this batch's per-task losses, before the gradient is formed
+LOSSES = "losses"  # this batch's per-task losses, before the gradient is formed (the weights depend on them)
 SHARED_GRADS = "shared_grads"  # per-task gradients of the shared parameters, leaves [T, ...]
 REPR_GRADS = "repr_grads"  # per-task gradients of the shared representation, [T, B, F]
 NEEDS = (LOSSES, SHARED_GRADS, REPR_GRADS)
@@ -52,6 +53,10 @@ class Method(NamedTuple):
   # (terms, state, key) -> (update, new state); traced into the compiled step.
   combine: Callable[[Terms, Any, jax.Array], tuple[Update, Any]]
   needs: frozenset = frozenset()  # a subset of NEEDS
+  # (terms, state) -> new state, or None: called after the gradient is formed, with this
+  # batch's per-task losses from the same pass (free), for a method whose state learns
+  # from them but whose weights do not depend on them (UW, DWA): no extra forward pass.
+  observe: Optional[Callable[[Terms, Any], Any]] = None
 
 
 def no_state(num_tasks: int) -> tuple:

@@ -1,7 +1,9 @@
 """Loss-weighting methods: each returns per-task weights w_t, and the step trains on
 the gradient of sum_t w_t L_t (weights are stop-gradient'ed by the step). None of them
-needs per-task gradients; those that read this batch's losses ask for LOSSES (one extra
-forward pass per step).
+needs per-task gradients. GLS and FAMO weigh by this batch's losses and ask for LOSSES
+(with micro-batches, one extra forward pass per step); UW and DWA only learn from
+them, after the gradient is formed (`observe`: free, the losses come out of the
+weighted pass).
 
 Common conventions
 ------------------
@@ -13,7 +15,7 @@ Common conventions
   `rlw_weights`, `gls_weights`, `famo_weights`, `famo_logit_grad`, ...), so the
   tests check it against numpy hand computations.
 * Learnable method parameters (UW's log-variances, FAMO's logits) are updated inside
-  `combine` by their own Adam step (`_adam`, torch.optim.Adam's update with L2 weight
+  `combine` (FAMO) or `observe` (UW) by their own Adam step (`_adam`, torch.optim.Adam's update with L2 weight
   decay added to the gradient, b1 = 0.9, b2 = 0.999, eps = 1e-8) with a per-task step
   count, so a task that is absent for some steps is bias-corrected by its own count.
   All closed forms: no iterative solver, exact up to float32.
@@ -32,7 +34,8 @@ uw -- Uncertainty weighting
   train s with the network's optimizer; 3e-3 is this package's default network learning
   rate, TrainConfig.learning_rate). The weights used in a step are those of s before
   that step's update (a joint gradient step on network and s). Absent tasks: weight 0,
-  s_t and its Adam moments untouched. Needs LOSSES (for the update of s).
+  s_t and its Adam moments untouched. s is updated in `observe`, from the losses of
+  the weighted pass.
 
 dwa -- Dynamic weight averaging
   Liu, Johns & Davison (2019), "End-to-End Multi-Task Learning with Attention" (CVPR),
@@ -46,7 +49,7 @@ dwa -- Dynamic weight averaging
   rolled into the averages (the first step of training rolls nothing). Absent tasks:
   weight 0, and K is the number of present tasks (softmax renormalised over them); a
   task with no present step in one of the two epochs (or a zero average) gets r_t = 1.
-  Needs LOSSES (to record this batch's losses; the weights themselves do not use them).
+  This batch's losses are recorded in `observe` (the weights do not use them).
 
 rlw -- Random loss weighting
   Lin, Ye, Zhang & Tsang (2022), "Reasonable Effectiveness of Random Weighting: A
@@ -148,13 +151,14 @@ def uncertainty_weighting(lr: float = 3e-3) -> Method:
 
   def combine(terms: Terms, state, key):
     del key
-    present = terms.present_T
-    weights = uw_weights(state["log_var"], present)
-    grad = uw_log_var_grad(state["log_var"], terms.losses_T)
-    s, m, v, c = _adam(state["log_var"], grad, state["m"], state["v"], state["count"], present, lr)
-    return Update(weights), {"log_var": s, "m": m, "v": v, "count": c}
+    return Update(uw_weights(state["log_var"], terms.present_T)), state
 
-  return Method(init, combine, frozenset({LOSSES}))
+  def observe(terms: Terms, state):  # the Adam step of s, on this batch's losses
+    grad = uw_log_var_grad(state["log_var"], terms.losses_T)
+    s, m, v, c = _adam(state["log_var"], grad, state["m"], state["v"], state["count"], terms.present_T, lr)
+    return {"log_var": s, "m": m, "v": v, "count": c}
+
+  return Method(init, combine, observe=observe)
 
 
 # ---------------------------------------------------------------- dynamic weight averaging
@@ -200,11 +204,14 @@ def dynamic_weight_averaging(temperature: float = 2.0) -> Method:
     dwa = dwa_weights(state["avg_last"], state["avg_before"],
                       state["valid_last"] & state["valid_before"], present, temperature)
     weights = jnp.where(state["epochs"] >= 2, dwa, jnp.where(present, 1.0, 0.0))
-    state = {**state, "sum": state["sum"] + jnp.where(present, terms.losses_T, 0.0),
-             "count": state["count"] + present.astype(jnp.float32)}
     return Update(weights), state
 
-  return Method(dwa_init, combine, frozenset({LOSSES}))
+  def observe(terms: Terms, state):  # this batch's losses join the epoch's running sums
+    present = terms.present_T
+    return {**state, "sum": state["sum"] + jnp.where(present, terms.losses_T, 0.0),
+            "count": state["count"] + present.astype(jnp.float32)}
+
+  return Method(dwa_init, combine, observe=observe)
 
 
 # ---------------------------------------------------------------- random loss weighting
