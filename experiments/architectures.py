@@ -151,6 +151,14 @@ def problems_of(settings: Settings) -> list[tuple[Problem, Optional[float]]]:
   return problems
 
 
+def generated_only(settings: Settings) -> Optional[str]:
+  """Its problems are generated data: the driving scenes need --dataset's default."""
+  if DRIVING in settings.problems and settings.data.dataset != "driving":
+    return (f"runs on the relatedness data and the driving scenes; --dataset={settings.data.dataset} "
+            "is not supported (leave --dataset unset, or give --arch_problems=related)")
+  return None
+
+
 def _input_shape(data: DataConfig) -> tuple[int, ...]:
   if data.dataset == "related":
     return (data.relatedness.input_dim,)
@@ -358,7 +366,8 @@ EXPERIMENT = Experiment(
         "quick": dict(num_train=2000, num_val=500, num_test=2000, epochs=6, width=32, depth=3, seeds=5),
         "full": dict(num_train=12000, num_val=2000, num_test=6000, epochs=20, width=32, depth=3, seeds=10,
                      arch_rhos=[str(r / 10) for r in range(11)]),
-    })
+    },
+    requires=(generated_only,))
 
 if __name__ == "__main__":
   cli.run(EXPERIMENT.main)

@@ -195,7 +195,9 @@ EXPERIMENT = Experiment(
     draw=draw, presets={
         "quick": dict(QUICK_SCENES, num_aux=["0", "2", "8", "all"]),
         "full": dict(FULL_SCENES, target_budgets=["25", "100", "400", "1600", "6400"]),
-    })
+    },
+    # A target task chosen by name, among the data's tasks (read data: its columns).
+    requires=(experiment.needs_named_tasks("target_task"), experiment.needs_images_for_cnn()))
 
 if __name__ == "__main__":
   cli.run(EXPERIMENT.main)

@@ -2,25 +2,27 @@
 
 An experiment module (joint_vs_separate.py, ...) defines its Settings, how flags
 become them, the grid of runs they ask for, how the finished records become summary
-rows, its printed table, its figure and its presets, and exports them as one
-`Experiment`; experiments/registry.py lists them. Nothing here reads flags, so an
+rows, its printed table, its figure, its presets and what it requires of the data
+(`requires`), and exports them as one `Experiment`; experiments/registry.py lists them. Nothing here reads flags, so an
 experiment runs from Python with a Settings object alone:
 
   from experiments import joint_vs_separate
   rows = joint_vs_separate.EXPERIMENT.run(joint_vs_separate.Settings(data=..., ...))
 """
+import contextlib
 import dataclasses
 import os
 import time
-from typing import Callable, Hashable, Optional
+from typing import Callable, Hashable, Iterable, Iterator, Optional
 
 import numpy as np
 
 from mtl_jax.checkpoints import CheckpointSettings
-from mtl_jax.data.datasets import DataConfig, MultiTaskData, load_dataset, read_kind
+from mtl_jax.data.datasets import DataConfig, MultiTaskData, load_dataset, read_kind, task_names
 from mtl_jax.errors import InputError
 from mtl_jax.models import EncoderSpec
-from mtl_jax.results import RESULTS_FILE, write_summary_and_plots
+from mtl_jax.results import (CHECKPOINTS_DIR, RESULTS_FILE, WriteError, check_outputs, hold_out_dir,
+                             output_files, write_summary_and_plots)
 from mtl_jax.runs import RunConfig
 from mtl_jax.sweep import run_pending
 from mtl_jax.train import TrainConfig
@@ -75,6 +77,58 @@ class Summary:
   title: str  # the figure's title
 
 
+# What an experiment needs of its settings: settings -> why they cannot run it (one
+# line, naming the flag to change), or None. Experiment.run refuses settings that fail
+# one before anything is written, and launch.py --experiment=all skips the experiment,
+# saying why, before anything trains. Built by the functions below.
+Requirement = Callable[[Settings], Optional[str]]
+
+
+def needs_dataset(name: str, why: str) -> Requirement:
+  """Only --dataset=NAME will do (why: what that data has that no other has)."""
+  return lambda s: None if s.data.dataset == name else f"{why}; got --dataset={s.data.dataset}"
+
+
+def needs_named_tasks(*fields: str) -> Requirement:
+  """The Settings fields `fields` name tasks of the data (checked here for read data,
+  whose tasks are its columns; the grid checks the driving tasks' names)."""
+  def unmet(s: Settings) -> Optional[str]:
+    if s.data.dataset == "related":
+      return "needs named tasks; --dataset=related has none to choose from"
+    if not read_kind(s.data.dataset):
+      return None
+    tasks = task_names(s.data)
+    wrong = [f for f in fields if getattr(s, f) not in tasks]
+    if not wrong:
+      return None
+    return (f"--{wrong[0]}={getattr(s, wrong[0])} is not a task of {s.data.dataset}; "
+            f"its tasks are {', '.join(tasks)}")
+  return unmet
+
+
+def own_encoder(s: Settings) -> tuple[str, ...]:
+  return (s.encoder.kind,)
+
+
+def needs_images_for_cnn(encoders: Callable[[Settings], Iterable[str]] = own_encoder) -> Requirement:
+  """The cnn encoder, if any of `encoders(settings)` is one, gets images to look at."""
+  def unmet(s: Settings) -> Optional[str]:
+    if "cnn" in encoders(s) and not _images(s.data):
+      return (f"the cnn encoder needs images; --dataset={s.data.dataset} holds feature vectors "
+              "(use --encoder=mlp)")
+    return None
+  return unmet
+
+
+# Whether a dataset's inputs are images, by dataset or reader; npz files may be either.
+_IMAGES = {"driving": True, "related": False, "csv": False, "tfds": True}
+
+
+def _images(data: DataConfig) -> bool:
+  images = _IMAGES.get(read_kind(data.dataset) or data.dataset)
+  return images if images is not None else len(load_dataset(data).input_shape) == 3
+
+
 @dataclasses.dataclass(frozen=True)
 class Experiment:
   """One experiment's parts; `run` chains them: settings -> grid -> training of what
@@ -90,6 +144,8 @@ class Experiment:
   table: Callable[[Settings, list[dict]], str]  # (settings, rows) -> the printed table
   draw: Callable[[list[dict], str, str], None]  # (rows, out_path, title) -> the figure
   presets: dict[str, dict]  # preset name -> flag overrides (flag name -> value)
+  # What it needs of the data and settings (Requirement): which data it applies to.
+  requires: tuple[Requirement, ...]
   # More figures from the same rows: suffix -> draw, written as NAME_SUFFIX.png (.svg).
   more_figures: dict[str, Callable[[list[dict], str, str], None]] = dataclasses.field(default_factory=dict)
 
@@ -97,21 +153,47 @@ class Experiment:
     if set(self.presets) != set(PRESET_NAMES):
       raise ValueError(f"{self.name}: presets must be exactly {PRESET_NAMES}; got {list(self.presets)}")
 
-  def run(self, settings: Settings) -> list[dict]:
+  def unmet(self, settings: Settings) -> Optional[str]:
+    """Why these settings cannot run this experiment (its first unmet requirement), or
+    None. Reading the data to decide may raise InputError (an unreadable file)."""
+    return next((why for why in (need(settings) for need in self.requires) if why), None)
+
+  def check(self, settings: Settings) -> Grid:
+    """The grid of these settings, once they are known to meet the requirements."""
+    why = self.unmet(settings)
+    if why:
+      raise InputError(f"{self.name}: {why}")
+    return self.grid(settings)
+
+  def run(self, settings: Settings, grid: Optional[Grid] = None) -> list[dict]:
     """Trains the grid's runs that out_dir/results.jsonl lacks (none with plot_only),
     writes summary.csv and the figure from every run of the grid, prints the table, and
-    returns the summary rows."""
-    grid = self.grid(settings)
-    out = output_dir(settings, self.name)  # checked before the slow part; created by the first record
-    start = time.perf_counter()
-    print(grid.headline, flush=True)
-    results_path, done = train_pending(settings, grid.groups, out)
-    summary = self.summarize(settings, grid.groups, done)
-    written = write_summary_and_plots(out, self.name, summary.rows, summary.title, self.draw,
-                                      more_figures=self.more_figures)
+    returns the summary rows. `grid`: this settings' grid (self.check), if made already."""
+    grid = grid or self.check(settings)
+    with self.claim(settings) as out:
+      start = time.perf_counter()
+      print(grid.headline, flush=True)
+      results_path, done = train_pending(settings, grid.groups, out)
+      summary = self.summarize(settings, grid.groups, done)
+      try:
+        written = write_summary_and_plots(out, self.name, summary.rows, summary.title, self.draw,
+                                          more_figures=self.more_figures)
+      except WriteError as e:  # every run is on file; only the summary and figures are missing
+        raise InputError(f"{e}; all {len(records_in(grid.groups, done))} runs are saved in "
+                         f"{results_path}; {e.remedy} and run with --plot_only to write the rest") from None
     print(self.table(settings, summary.rows))
     print(f"\nwrote {results_path}, {', '.join(written)} ({time.perf_counter() - start:.0f}s)")
     return summary.rows
+
+  @contextlib.contextmanager
+  def claim(self, settings: Settings) -> Iterator[str]:
+    """The output folder, created, locked against other launches and checked (nothing
+    of the wrong kind where this run writes) before anything trains; removed again if
+    the block ends before anything was written in it."""
+    out = output_dir(settings, self.name)
+    with hold_out_dir(out):
+      check_outputs(out, output_files(self.name, self.more_figures), checkpoint_folders(settings))
+      yield out
 
   def main(self, argv: list[str]) -> None:
     """The command line's entry (for cli.run): the parsed flags' settings, then run."""
@@ -120,11 +202,18 @@ class Experiment:
 
 
 def output_dir(settings: Settings, name: str) -> str:
-  """The output folder; checked now, created only when the first result is written."""
-  path = settings.out_dir or f"runs/{name}"
-  if os.path.exists(path) and not os.path.isdir(path):
-    raise InputError(f"--out_dir {path} exists and is not a directory")
-  return path
+  """The output folder: runs/NAME unless the settings give one."""
+  return settings.out_dir or f"runs/{name}"
+
+
+def checkpoint_folders(settings: Settings) -> tuple[str, ...]:
+  """The folders of OUT_DIR these settings write in: checkpoints, if they checkpoint."""
+  return (CHECKPOINTS_DIR,) if settings.checkpoint_every or settings.resume else ()
+
+
+def records_in(groups: Groups, done: dict[str, dict]) -> set[str]:
+  """The hashes of the grid's runs that are on file."""
+  return {c.hash for group in groups.values() for c in group if c.hash in done}
 
 
 def generated_train_size(data: DataConfig) -> Optional[int]:
@@ -136,9 +225,9 @@ def train_pending(settings: Settings, groups: Groups, out: str) -> tuple[str, di
   """sweep.run_pending on OUT_DIR/results.jsonl with the settings' plotting and
   checkpoint choices; returns the results path and every record by hash."""
   results_path = os.path.join(out, RESULTS_FILE)
-  checkpointing = (CheckpointSettings(os.path.join(out, "checkpoints"), settings.checkpoint_every,
+  checkpointing = (CheckpointSettings(os.path.join(out, CHECKPOINTS_DIR), settings.checkpoint_every,
                                       settings.resume)
-                   if settings.checkpoint_every or settings.resume else None)
+                   if checkpoint_folders(settings) else None)
   trained = [group for group in groups.values() if group]
   done = run_pending(trained, load_data_logged, results_path, train_missing=not settings.plot_only,
                      checkpointing=checkpointing)

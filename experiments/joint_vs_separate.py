@@ -13,7 +13,7 @@ from absl import flags
 
 from experiments import cli
 from experiments.experiment import (FULL_SCENES, QUICK_SCENES, Experiment, Grid, Groups, Settings,
-                                    Summary, records_of)
+                                    Summary, needs_images_for_cnn, records_of)
 from mtl_jax import plots
 from mtl_jax.data.datasets import check_data_config
 from mtl_jax.results import DIFF_ARM, format_cell, summarize_arms
@@ -90,7 +90,8 @@ def draw(rows: list[dict], out_path: str, title: str, split: str = "test") -> No
 EXPERIMENT = Experiment(
     name=NAME, summary="one shared encoder with a head per task against a network per task",
     settings_from_flags=settings_from_flags, grid=grid, summarize=summarize, table=table,
-    draw=draw, presets={"quick": QUICK_SCENES, "full": FULL_SCENES})
+    draw=draw, presets={"quick": QUICK_SCENES, "full": FULL_SCENES},
+    requires=(needs_images_for_cnn(),))  # any data: it only compares the two arms
 
 if __name__ == "__main__":
   cli.run(EXPERIMENT.main)

@@ -341,9 +341,12 @@ EXPERIMENT = Experiment(
     name=NAME, summary="every MTL method on the joint network against separate networks (Δm%)",
     settings_from_flags=settings_from_flags, grid=grid, summarize=summarize, table=table,
     draw=draw, more_figures={"diagnostics": draw_diagnostics}, presets={
-        "quick": dict(num_train=2000, num_val=500, num_test=2000, epochs=8, width=16, seeds=5),
+        "quick": dict(num_train=1000, num_val=500, num_test=2000, epochs=8, width=16, seeds=5),
         "full": dict(num_train=12000, num_val=2000, num_test=6000, epochs=20, width=32, seeds=10),
-    })
+    },
+    # Any data; the encoder flags reach only read data and the driving scenes (problems_of).
+    requires=(experiment.needs_images_for_cnn(
+        lambda s: (s.encoder.kind,) if read_kind(s.data.dataset) else ()),))
 
 if __name__ == "__main__":
   cli.run(EXPERIMENT.main)

@@ -139,7 +139,8 @@ def draw(rows: list[dict], out_path: str, title: str, metric: str = "auc", split
 EXPERIMENT = Experiment(
     name=NAME, summary="the masked loss against '?' as 'no' and dropping incomplete examples",
     settings_from_flags=settings_from_flags, grid=grid, summarize=summarize, table=table,
-    draw=draw, presets={"quick": QUICK_SCENES, "full": FULL_SCENES})
+    draw=draw, presets={"quick": QUICK_SCENES, "full": FULL_SCENES},
+    requires=(experiment.needs_images_for_cnn(),))  # any data: it hides more of its labels
 
 if __name__ == "__main__":
   cli.run(EXPERIMENT.main)

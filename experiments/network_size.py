@@ -19,7 +19,8 @@ import numpy as np
 from absl import flags
 
 from experiments import cli, experiment
-from experiments.experiment import FULL_SCENES, QUICK_SCENES, Experiment, Grid, Groups, Summary, records_of
+from experiments.experiment import (FULL_SCENES, QUICK_SCENES, Experiment, Grid, Groups, Summary,
+                                    needs_images_for_cnn, records_of)
 from mtl_jax import plots
 from mtl_jax.data.datasets import check_data_config
 from mtl_jax.errors import InputError
@@ -130,7 +131,9 @@ PANEL_NOTES = {"mlp": "MLP on raw pixels: fits its training set, but is data-lim
 EXPERIMENT = Experiment(
     name=NAME, summary="joint vs separate networks as the encoder grows",
     settings_from_flags=settings_from_flags, grid=grid, summarize=summarize, table=table,
-    draw=draw, presets={"quick": QUICK_SCENES, "full": FULL_SCENES})
+    draw=draw, presets={"quick": QUICK_SCENES, "full": FULL_SCENES},
+    # Both encoders unless --encoder picks one: the CNN sweep needs images, not a table.
+    requires=(needs_images_for_cnn(lambda s: tuple(s.widths)),))
 
 if __name__ == "__main__":
   cli.run(EXPERIMENT.main)

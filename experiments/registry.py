@@ -1,8 +1,10 @@
 """Every experiment launch.py can run, in the order --experiment=all runs them.
 
 Adding one: write experiments/NAME.py exporting EXPERIMENT (an experiment.Experiment
-with its settings, grid, summary, table, figure and quick/full presets), then add it
-to the tuple below. tests/test_all_experiments.py runs every entry on tiny settings.
+with its settings, grid, summary, table, figure, quick/full presets and `requires`, what
+it needs of the data: --experiment=all skips it, saying why, where the data fails that),
+then add it to the tuple below. tests/test_all_experiments.py runs every entry on tiny
+settings.
 """
 from experiments import (architectures, data_amount, joint_vs_separate, methods, missing_labels,
                          network_size, relatedness, transfer_vs_mtl)

@@ -124,7 +124,10 @@ EXPERIMENT = Experiment(
     draw=draw, presets={
         "quick": dict(seeds=5),
         "full": dict(seeds=10, rhos=[str(r / 10) for r in range(11)]),
-    })
+    },
+    # Its sweep is the generator's relatedness knob, which no other data has.
+    requires=(experiment.needs_dataset("related", "needs --dataset=related (tasks with a relatedness knob)"),
+              experiment.needs_images_for_cnn()))
 
 if __name__ == "__main__":
   cli.run(EXPERIMENT.main)

@@ -146,7 +146,9 @@ EXPERIMENT = Experiment(
     draw=draw, presets={
         "quick": QUICK_SCENES,
         "full": dict(FULL_SCENES, b_budgets=["25", "100", "400", "1600", "6400"]),
-    })
+    },
+    # Tasks A and B chosen by name, among the data's tasks (read data: its columns).
+    requires=(experiment.needs_named_tasks("task_a", "task_b"), experiment.needs_images_for_cnn()))
 
 if __name__ == "__main__":
   cli.run(EXPERIMENT.main)

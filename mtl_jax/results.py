@@ -1,11 +1,15 @@
 """Result files: one JSON line per finished run, keyed by a hash of its config, and a
 summary CSV of means with 95% confidence intervals over seeds."""
+import contextlib
 import csv
+import errno
+import fcntl
 import hashlib
 import json
 import math
 import os
-from typing import Callable, Iterable, Optional, Sequence
+import secrets
+from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 from scipy import stats
@@ -15,6 +19,9 @@ from mtl_jax.metrics import METRICS
 
 RESULTS_FILE = "results.jsonl"
 SUMMARY_FILE = "summary.csv"
+CHECKPOINTS_DIR = "checkpoints"  # OUT_DIR/checkpoints: one folder per group in training
+LOCK_FILE = ".lock"  # OUT_DIR/.lock: held by the one launch writing there, with its pid
+FIGURE_FORMATS = ("png", "svg")
 DIFF_ARM = "joint_minus_separate"
 SPLITS = ("val", "test")
 # Bumped whenever training semantics change; a record of another version is never
@@ -38,30 +45,125 @@ def _ends_mid_line(f) -> bool:
   return f.read(1) != b"\n"
 
 
+# A full disk or quota: said as such, with what is already safe on disk.
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class WriteError(InputError):
+  """Writing an output file failed (a full disk or quota, a folder turned read-only).
+  Whoever knows how many runs are already safe on disk adds that (sweep, experiment)."""
+
+  def __init__(self, what: str, error: OSError):
+    self.what, self.error = what, error
+    full = error.errno in DISK_FULL
+    reason = "disk full" if full else f"cannot write ({error.strerror or error})"
+    self.remedy = "make room" if full else "fix that"  # before running again
+    super().__init__(f"{reason} while writing {what}")
+
+
 def append_result(path: str, record: dict) -> None:
-  """Appends one line and flushes it to disk, so a killed sweep keeps finished runs."""
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  with open(path, "a+b") as f:
-    # A line torn by a kill mid-write must not swallow this record: start a fresh line.
-    torn = _ends_mid_line(f)
-    f.write((("\n" if torn else "") + json.dumps(record, sort_keys=True) + "\n").encode())
-    f.flush()
-    os.fsync(f.fileno())
+  """Appends one line and flushes it to disk, so a killed sweep keeps finished runs.
+  A write that fails (a full disk) is undone, the file cut back to its old size, and
+  raised as a WriteError."""
+  try:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    # Unbuffered: a failed write leaves nothing in a buffer that closing would flush
+    # after the cut.
+    with open(path, "a+b", buffering=0) as f:
+      size = f.seek(0, os.SEEK_END)
+      try:
+        # A line torn by a kill mid-write must not swallow this record: start a fresh line.
+        torn = _ends_mid_line(f)
+        _write_all(f.fileno(), (("\n" if torn else "") + json.dumps(record, sort_keys=True) + "\n").encode())
+        os.fsync(f.fileno())
+      except OSError:
+        with contextlib.suppress(OSError):  # cutting frees space, so this works on a full disk
+          os.ftruncate(f.fileno(), size)
+        raise
+  except OSError as e:
+    raise WriteError(path, e) from e
+
+
+def _write_all(fd: int, data: bytes) -> None:
+  view = memoryview(data)
+  while view:
+    view = view[os.write(fd, view):]
+
+
+def _lines(path: str) -> Iterator[tuple[int, bytes]]:
+  """(line number from 1, bytes) of every non-blank line; read as bytes, so that a
+  file that is not UTF-8 (garbage, a crash's leftovers) costs its lines, not a traceback."""
+  try:
+    with open(path, "rb") as f:
+      for number, line in enumerate(f, 1):
+        if line.strip():
+          yield number, line
+  except IsADirectoryError:
+    raise InputError(f"{path} is a folder, not a file of results; move it away or use another --out_dir") from None
+  except OSError as e:
+    raise InputError(f"cannot read {path} ({e.strerror or e})") from None
+
+
+def _json(line: bytes):
+  try:
+    return json.loads(line.decode("utf-8"))
+  except (UnicodeDecodeError, json.JSONDecodeError):
+    return None  # torn by a kill mid-write, or not JSON at all
 
 
 def read_results(path: str) -> list[dict]:
-  """Every complete record; a line cut short by a killed run is skipped, so that run
-  is simply trained again."""
+  """Every JSON object on file; a line cut short by a killed run (or anything else
+  that is not a JSON object) is skipped, so that run is simply trained again."""
   if not os.path.exists(path):
     return []
-  records = []
-  with open(path) as f:
-    for line in f:
-      try:
-        records.append(json.loads(line))
-      except json.JSONDecodeError:
-        continue
-  return records
+  return [obj for obj in (_json(line) for _, line in _lines(path)) if isinstance(obj, dict)]
+
+
+def read_records(path: str) -> tuple[list[dict], list[int]]:
+  """(the records on file, the numbers of the lines that are not records). A record
+  is a JSON object with a hash; one of this results version must also have what a
+  summary reads (is_record). Older versions' records are returned, to be set aside by
+  the caller, which can say how many."""
+  if not os.path.exists(path):
+    return [], []
+  records, unusable = [], []
+  for number, line in _lines(path):
+    obj = _json(line)
+    if isinstance(obj, dict) and isinstance(obj.get("hash"), str) and (
+        obj.get("results_version") != RESULTS_VERSION or is_record(obj)):
+      records.append(obj)
+    else:
+      unusable.append(number)
+  return records, unusable
+
+
+def _is_metrics(metrics, num_tasks: int) -> bool:
+  return isinstance(metrics, dict) and all(
+      isinstance(metrics.get(split), dict) and all(
+          isinstance(metrics[split].get(m), dict)
+          and isinstance(metrics[split][m].get("per_task"), list)
+          and len(metrics[split][m]["per_task"]) == num_tasks and "mean" in metrics[split][m]
+          for m in METRICS)
+      for split in SPLITS)
+
+
+def is_record(obj) -> bool:
+  """Whether a JSON value has the fields a summary reads from a result record (its
+  config's arm and seed, task names, parameter count, status and metrics), so that a
+  hand-edited or foreign line is set aside rather than failing a summary later."""
+  config = obj.get("config") if isinstance(obj, dict) else None
+  tasks = obj.get("task_names") if isinstance(obj, dict) else None
+  return (isinstance(config, dict) and isinstance(config.get("seed"), int)
+          and isinstance(config.get("arm"), str) and isinstance(tasks, list)
+          and isinstance(obj.get("param_count"), int) and isinstance(obj.get("status", "ok"), str)
+          and _is_metrics(obj.get("metrics"), len(tasks)))
+
+
+def line_numbers(numbers: Sequence[int], shown: int = 10) -> str:
+  """'3, 7 and 9' or '3, 7, ... (12 lines)': short enough for one line."""
+  if len(numbers) > shown:
+    return ", ".join(map(str, numbers[:shown])) + f", ... ({len(numbers)} lines)"
+  return ", ".join(map(str, numbers[:-1])) + (" and " if len(numbers) > 1 else "") + str(numbers[-1])
 
 
 def mean_ci95(values: Sequence[float]) -> tuple[float, float, int]:
@@ -86,11 +188,23 @@ def write_csv(path: str, rows: Iterable[dict]) -> None:
 
 
 def write_atomically(path: str, write: Callable[[str], None]) -> None:
-  """write(tmp) then rename: a reader never sees a half-written file."""
+  """write(tmp) then rename: a reader never sees a half-written file. The temporary
+  name is this process's own, so that two writers never share one; a failed write
+  leaves no temporary file behind, and a failure to write is a WriteError."""
   # The temporary name keeps the extension, which matplotlib reads to pick the format.
-  tmp = os.path.join(os.path.dirname(path), ".partial-" + os.path.basename(path))
-  write(tmp)
-  os.replace(tmp, path)
+  tmp = os.path.join(os.path.dirname(path),
+                     f".partial-{os.getpid()}-{secrets.token_hex(4)}-{os.path.basename(path)}")
+  try:
+    write(tmp)
+    os.replace(tmp, path)
+  except OSError as e:
+    with contextlib.suppress(OSError):
+      os.remove(tmp)
+    raise WriteError(path, e) from e
+  except BaseException:
+    with contextlib.suppress(OSError):
+      os.remove(tmp)
+    raise
 
 
 def diverged(record: dict) -> bool:
@@ -177,7 +291,7 @@ def _diverged_note(rows: list[dict]) -> str:
 
 def write_summary_and_plots(out_dir: str, name: str, rows: list[dict], title: str,
                             draw: Callable[[list[dict], str, str], None],
-                            formats: Sequence[str] = ("png", "svg"),
+                            formats: Sequence[str] = FIGURE_FORMATS,
                             more_figures: Optional[dict[str, Callable]] = None) -> list[str]:
   """summary.csv from `rows`, then draw(rows, plot_path, title) once per format, every
   file written atomically. The figure gets the rows themselves, with real numbers, not
@@ -194,3 +308,145 @@ def write_summary_and_plots(out_dir: str, name: str, rows: list[dict], title: st
       plot_paths.append(os.path.join(out_dir, f"{figure}.{ext}"))
       write_atomically(plot_paths[-1], lambda p: draw_figure(rows, p, title))
   return [summary_path, *plot_paths]
+
+
+# ---- The output folder: created and checked before anything trains, and held by one
+# launch at a time.
+
+# Real paths of the out_dirs this process holds -> how many holds: an --experiment=all
+# launch holds every folder up front, and each experiment's run holds its own again.
+_held: dict[str, int] = {}
+
+
+def _create(out_dir: str) -> list[str]:
+  """Creates out_dir and its missing parents; returns those it created, deepest first.
+  A folder that cannot be made is an InputError naming why, before anything trains."""
+  created, path = [], os.path.abspath(out_dir)
+  while not os.path.lexists(path):
+    created.append(path)
+    path = os.path.dirname(path)
+  if not os.path.isdir(path):
+    if not created:
+      raise InputError(f"--out_dir {out_dir} exists and is not a directory")
+    raise InputError(f"--out_dir {out_dir} cannot be created: {path} is a file, not a folder")
+  try:
+    os.makedirs(out_dir, exist_ok=True)
+  except OSError as e:
+    _remove_empty(created)
+    raise InputError(f"--out_dir {out_dir} cannot be created ({e.strerror or e})") from None
+  return created
+
+
+def _remove_empty(folders: Sequence[str]) -> None:
+  """Removes the folders a launch created, deepest first, where nothing was written."""
+  for folder in folders:
+    with contextlib.suppress(OSError):
+      os.rmdir(folder)
+
+
+def _holder(lock_path: str) -> str:
+  """' (pid N)' of the launch holding the lock, when its file says."""
+  with contextlib.suppress(OSError, ValueError):
+    with open(lock_path) as f:
+      return f" (pid {int(f.read().strip())})"
+  return ""
+
+
+def _lock(out_dir: str) -> int:
+  """An open file descriptor of OUT_DIR/.lock, locked exclusively with this pid in it.
+  Another holder is an InputError at once; so is a folder that cannot be written."""
+  path = os.path.join(out_dir, LOCK_FILE)
+  while True:
+    try:
+      fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+      raise InputError(f"--out_dir {out_dir} cannot be written ({e.strerror or e})") from None
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      os.close(fd)
+      raise InputError(f"another run{_holder(path)} is writing to --out_dir {out_dir}; wait for it "
+                       "to finish, or give another --out_dir") from None
+    except OSError:  # a file system without locks (ENOLCK): go on unguarded rather than refuse
+      return fd
+    # The holder before us may have removed the file after we opened it: then we hold
+    # a lock on a file nobody else will open. Start again on the file now at the path.
+    with contextlib.suppress(OSError):
+      now, ours = os.stat(path), os.fstat(fd)
+      if (now.st_dev, now.st_ino) == (ours.st_dev, ours.st_ino):
+        break
+    os.close(fd)
+  try:
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+  except OSError as e:
+    _unlock(fd, path)
+    raise InputError(f"--out_dir {out_dir} cannot be written ({e.strerror or e})") from None
+  return fd
+
+
+def _unlock(fd: int, path: str) -> None:
+  with contextlib.suppress(OSError):
+    os.remove(path)  # removed while still locked; a waiting launch checks the inode (_lock)
+  os.close(fd)
+
+
+@contextlib.contextmanager
+def hold_out_dir(out_dir: str) -> Iterator[None]:
+  """Creates out_dir if needed and holds OUT_DIR/.lock (fcntl.flock) while the block
+  runs, so that a second launch into the same folder stops at once, saying which pid
+  holds it, instead of training the same runs and racing on the same files. The
+  kernel drops the lock of a killed launch, so a stale lock file never blocks. Folders
+  created here are removed again on the way out if nothing was written in them."""
+  created = _create(out_dir)
+  key = os.path.realpath(out_dir)
+  if key in _held:
+    _held[key] += 1
+    try:
+      yield
+    finally:
+      _held[key] -= 1
+    return
+  try:
+    fd = _lock(out_dir)
+  except InputError:
+    _remove_empty(created)
+    raise
+  _held[key] = 1
+  try:
+    yield
+  finally:
+    del _held[key]
+    _unlock(fd, os.path.join(out_dir, LOCK_FILE))
+    _remove_empty(created)
+
+
+def check_outputs(out_dir: str, files: Sequence[str], folders: Sequence[str] = ()) -> None:
+  """Before anything trains: each output that exists already is of the right kind
+  (results.jsonl, summary.csv and the figures files, the checkpoints a folder), and
+  results.jsonl can be appended to. Otherwise one InputError saying what to move."""
+  for name in files:
+    path = os.path.join(out_dir, name)
+    if os.path.isdir(path):
+      raise InputError(f"{path} is a folder, where this run writes a file; move it away or give "
+                       "another --out_dir")
+    if os.path.lexists(path) and not os.path.isfile(path):  # a broken link, a pipe (reads would hang)
+      raise InputError(f"{path} is not a regular file; move it away or give another --out_dir")
+  for name in folders:
+    path = os.path.join(out_dir, name)
+    if os.path.lexists(path) and not os.path.isdir(path):
+      raise InputError(f"{path} is a file, where this run keeps a folder; move it away or give "
+                       "another --out_dir")
+  results = os.path.join(out_dir, RESULTS_FILE)
+  if RESULTS_FILE in files and os.path.lexists(results):
+    try:
+      open(results, "ab").close()
+    except OSError as e:
+      raise InputError(f"cannot append to {results} ({e.strerror or e})") from None
+
+
+def output_files(name: str, more_figures: Iterable[str] = (),
+                 formats: Sequence[str] = FIGURE_FORMATS) -> list[str]:
+  """The files write_summary_and_plots and the sweep write in an out_dir."""
+  figures = [name, *(f"{name}_{suffix}" for suffix in more_figures)]
+  return [RESULTS_FILE, SUMMARY_FILE, *(f"{figure}.{ext}" for figure in figures for ext in formats)]

@@ -4,6 +4,7 @@ appended as soon as their group finishes, so a killed sweep resumes where it sto
 import dataclasses
 import functools
 import os
+import sys
 import time
 from typing import Callable, Optional, Sequence
 
@@ -13,7 +14,8 @@ from mtl_jax.data.datasets import GENERATED, DataConfig, MultiTaskData
 from mtl_jax.errors import InputError
 from mtl_jax.methods import DEFAULT_METHOD
 from mtl_jax.checkpoints import CheckpointSettings, EpochCheckpoints
-from mtl_jax.results import RESULTS_VERSION, append_result, config_hash, read_results
+from mtl_jax.results import (RESULTS_VERSION, WriteError, append_result, config_hash, line_numbers,
+                             read_records)
 from mtl_jax.runs import RunConfig, run_arm
 
 
@@ -49,7 +51,7 @@ def run_pending(groups: Sequence[Sequence[RunConfig]],
   once for consecutive groups on the same data; with train_missing=False a missing run
   is an error instead. `checkpointing` (its directory the root for all groups) saves
   each group's training every few epochs, in a folder named by the runs it trains."""
-  records = read_results(results_path)
+  records = _read_records_saying_what_is_set_aside(results_path)
   done = {r["hash"]: r for r in records if r.get("results_version") == RESULTS_VERSION}
   stale = len(records) - len([r for r in records if r.get("results_version") == RESULTS_VERSION])
   if stale:
@@ -62,14 +64,32 @@ def run_pending(groups: Sequence[Sequence[RunConfig]],
     raise InputError(f"{missing} of the {total} runs these flags ask for are not in {results_path}"
                      f"{' (at this results version)' if stale else ''}; run without --plot_only first")
   load_data = functools.lru_cache(maxsize=1)(load_data)
+
+  def saved() -> str:
+    return (f"{sum(c.hash in done for group in groups for c in group)} of the "
+            f"{sum(len(group) for group in groups)} runs are saved in {results_path}")
   try:
     _train_groups(groups, load_data, results_path, done, train_missing, checkpointing)
   except KeyboardInterrupt:
-    saved = sum(c.hash in done for group in groups for c in group)
-    total = sum(len(group) for group in groups)
-    raise SweepInterrupted(f"interrupted: {saved} of the {total} runs are saved in {results_path}; "
-                           "run the same command again to resume") from None
+    raise SweepInterrupted(f"interrupted: {saved()}; run the same command again to resume") from None
+  except WriteError as e:  # a full disk: what is safe, and that the same command resumes
+    raise InputError(f"{e}; {saved()}; {e.remedy} and run the same command again to resume") from None
   return done
+
+
+def _read_records_saying_what_is_set_aside(results_path: str) -> list[dict]:
+  """The records on file. Lines that are not records (torn by a kill, not UTF-8, hand
+  edited, another program's) are set aside, not fatal: the file is the only copy of
+  every finished run, and refusing it would stop every later launch until someone
+  edits it by hand, while a set-aside line costs at most its run, trained again. Said
+  on stderr with the line numbers, which stay on file untouched."""
+  records, unusable = read_records(results_path)
+  if unusable:
+    print(f"warning: {results_path}: line{'s' * (len(unusable) > 1)} {line_numbers(unusable)} "
+          f"{'are' if len(unusable) > 1 else 'is'} not a result record (torn by a kill, or edited); "
+          "set aside, and any run these flags need from them is trained again", file=sys.stderr,
+          flush=True)
+  return records
 
 
 def _group_checkpoints(todo: Sequence[RunConfig], checkpointing: Optional[CheckpointSettings]
