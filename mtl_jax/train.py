@@ -149,7 +149,11 @@ def _val_loss_fn(model: Model, x_val, y_val, select_T: np.ndarray, chunk: int = 
       x_K, y_KxT = xy
       return total_T + per_task_logistic_loss(model.apply(params, x_K), y_KxT) * chunk, None
     total_T, _ = jax.lax.scan(add_chunk, jnp.zeros(y_CxKxT.shape[-1]), (x_CxKx, y_CxKxT))
-    return total_T / num_val if model.per_task_params else (total_T * select_T).sum() / num_val
+    if model.per_task_params:
+      return total_T / num_val
+    # `where`, not a product: NaN * 0 is NaN, and a task that does not select would
+    # then stop every epoch from being selected.
+    return jnp.where(select_T > 0, total_T, 0.0).sum() / num_val
 
   val_loss_S = jax.jit(jax.vmap(val_loss, in_axes=(0, None, None, None)))
   return lambda params: val_loss_S(params, x_CxKx, y_CxKxT, select_T)
@@ -198,14 +202,19 @@ def selection_mask(task_names, select_tasks) -> np.ndarray:
   return np.array([not select_tasks or t in select_tasks for t in task_names], np.float32)
 
 
-def _check_selection_labels(y_val, task_names, select_T, per_task: bool) -> None:
-  """A task that selects an epoch needs validation labels: without any, its loss is 0
-  every epoch and epoch 1 would be "selected" on nothing."""
+def _check_selection_labels(y_val, task_names, select_T, per_task: bool, config: TrainConfig) -> None:
+  """A task that selects an epoch, or stops training early, needs validation labels:
+  without any, its loss is 0 every epoch, so epoch 1 would be "selected" on nothing
+  and patience would stop training after `patience` epochs for no reason."""
   unlabelled = [t for t, selects, count in zip(task_names, select_T, np.sum(np.asarray(y_val) != -1, axis=0))
                 if (selects or per_task) and count == 0]
-  if unlabelled:
+  if not unlabelled:
+    return
+  if config.select_epoch == "best_val":
     raise InputError(f"task {unlabelled[0]!r} has no validation labels to select an epoch on; "
                      "label some validation examples, or use --select_epoch=last")
+  raise InputError(f"task {unlabelled[0]!r} has no validation labels to stop early on "
+                   f"(--patience={config.patience}); label some validation examples, or use --patience=0")
 
 
 def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
@@ -215,7 +224,7 @@ def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
           checkpoints: Optional[EpochCheckpoints] = None,
           seeds_in_turn: Optional[bool] = None, micro_batch: Optional[int] = None,
           task_names: Optional[tuple[str, ...]] = None,
-          method: Optional[methods.Method] = None) -> TrainResult:
+          method: Optional[methods.Method] = None, require_selection: bool = False) -> TrainResult:
   """Trains one copy of `model` per seed, all seeds in one compiled program.
 
   Seed s initialises from fold_in(key_s, INIT_STREAM), shuffles epoch e with
@@ -233,6 +242,10 @@ def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
   `micro_batch` splits each batch's gradient into sums over micro-batches of this many
   examples (default: `choose_micro_batch`); it changes speed and float rounding only.
   `method` overrides config.method with a Method object (one not in the registry).
+  `require_selection`: with best_val selection, a seed (or task) whose validation loss
+  was NaN or inf every epoch, so that no epoch was selected, is an InputError rather
+  than a result holding the untrained initial parameters (for a caller that would use
+  them as trained, as pretraining does); otherwise its selected epoch is NO_EPOCH.
   """
   if not 1 <= config.batch_size <= len(x_train):
     raise InputError(f"batch size {config.batch_size} must be in [1, {len(x_train)}] "
@@ -248,8 +261,10 @@ def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
   num_tasks = y_train.shape[1]
   task_names = task_names or tuple(f"task {j}" for j in range(num_tasks))
   select_T = selection_mask(task_names, config.select_tasks)
-  if validation is not None and config.select_epoch == "best_val":
-    _check_selection_labels(validation[1], task_names, select_T, model.per_task_params)
+  if validation is not None and len(validation[1]) == 0:
+    raise InputError("the validation split is empty: there is nothing to score each epoch on")
+  if validation is not None and (config.select_epoch == "best_val" or config.patience):
+    _check_selection_labels(validation[1], task_names, select_T, model.per_task_params, config)
   optimizer = _optimizer(config, model, freeze_shared)
   keys_S = seed_keys(seeds)
   params = jax.vmap(lambda k: model.init(jax.random.fold_in(k, INIT_STREAM)))(keys_S)
@@ -314,7 +329,9 @@ def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
       stopped_early = epochs_done < config.epochs
       break  # every seed has diverged, or none has improved for `patience` epochs
   if config.select_epoch == "best_val":
-    params, selected = state.best_params, jax.device_get(state.best_epoch)
+    params, selected = state.best_params, np.asarray(jax.device_get(state.best_epoch))
+    if require_selection and np.any(selected == NO_EPOCH):
+      raise InputError(no_selection_message(selected, list(seeds)))
   else:
     params, selected = state.params, np.full(selection_shape, epochs_done)
   return TrainResult(params, history.loss_ExS[:epochs_done],
@@ -323,6 +340,16 @@ def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
                      start - compile_start, epochs_done * num_batches, stopped_early,
                      state.method_state, history.task_loss_ExSxT[:epochs_done],
                      history.cosine_ExS[:epochs_done])
+
+
+def no_selection_message(selected: np.ndarray, seeds) -> str:
+  """Which seeds selected no epoch. The best loss starts at inf, so any finite
+  validation loss is selected: none was means it was NaN or inf in every epoch (inputs
+  the model cannot read, or a model that overflows)."""
+  unselected = np.flatnonzero(np.any((selected == NO_EPOCH).reshape(len(selected), -1), axis=1))
+  listed = ", ".join(str(seeds[s]) for s in unselected)
+  return (f"no epoch was selected for seed {listed}: the validation loss was NaN or inf in every "
+          "epoch, so only the untrained initial parameters could be kept")
 
 
 def _initial_state(params, opt_state, method_state, selection_shape: tuple[int, ...],

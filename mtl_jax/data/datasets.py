@@ -12,13 +12,11 @@ hiding the rest: the images stay, so every arm of a comparison sees the same inp
 """
 import dataclasses
 import functools
-import hashlib
-import os
 from typing import Optional
 
 import numpy as np
 
-from mtl_jax.data import driving, driving_tasks, missing, related, tables
+from mtl_jax.data import driving, driving_tasks, files, missing, related, tables
 from mtl_jax.errors import InputError
 
 # driving: rendered road scenes; related: vectors whose tasks share features to a degree rho.
@@ -91,8 +89,16 @@ def read_kind(dataset: str) -> Optional[str]:
 
 def check_data_config(config: DataConfig) -> None:
   kind = read_kind(config.dataset)
-  if config.dataset not in GENERATED and (kind is None or not config.dataset.partition(":")[2]):
+  if config.dataset not in GENERATED and kind is None:
     raise InputError(f"unknown dataset {config.dataset!r}; available: {', '.join(DATASETS)}")
+  if kind in tables.READERS:
+    files.check_path(kind, config.dataset.partition(":")[2])
+  elif kind and not config.dataset.partition(":")[2].strip():
+    raise InputError(f"--dataset={config.dataset} names no dataset after '{kind}:'")
+  for tasks, what in ((config.tasks, "tasks"), (config.label_columns, "label columns")):
+    twice = [t for i, t in enumerate(tasks) if t in tasks[:i]]
+    if twice:
+      raise InputError(f"the {what} name task {twice[0]!r} twice; each task must appear once")
   if not 0.0 <= config.missing_frac < 1.0:
     raise InputError(f"missing_frac must be in [0, 1); got {config.missing_frac}")
   if config.label_handling not in LABEL_HANDLING:
@@ -178,27 +184,12 @@ def data_identity(config: DataConfig) -> dict:
 
 
 def file_digest(config: DataConfig) -> str:
-  """sha1 (12 hex) of a csv / npz file, recomputed whenever its size or modification
-  time change (so a sweep that hashes many configs reads the file once)."""
-  path = os.path.expanduser(config.dataset.partition(":")[2])
-  try:
-    stat = os.stat(path)
-  except OSError as e:
-    raise tables.open_error(path, e) from None
-  return _digest(path, stat.st_size, stat.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=8)
-def _digest(path: str, size: int, mtime_ns: int) -> str:
-  del size, mtime_ns  # part of the cache key only
-  digest = hashlib.sha1()
-  try:
-    with open(path, "rb") as f:
-      for block in iter(lambda: f.read(1 << 20), b""):
-        digest.update(block)
-  except OSError as e:
-    raise tables.open_error(path, e) from None
-  return digest.hexdigest()[:12]
+  """sha1 (12 hex) of a csv / npz file's bytes, recomputed whenever its size or
+  modification time change (so a sweep that hashes many configs reads the file once).
+  The parse reads the same bytes (files.py), so a pipe works and an edit in between
+  cannot make the hash describe other data than was trained on."""
+  kind, _, ref = config.dataset.partition(":")
+  return files.read(files.check_path(kind, ref)).sha1
 
 
 def _stream_seed(data_seed: int, stream: str) -> int:
@@ -221,29 +212,36 @@ def _generate(config: DataConfig, num: int, seed: int) -> tuple[np.ndarray, np.n
 class _Source:
   task_names: tuple[str, ...]
   splits: dict  # a subset of SPLITS -> Split, as the source has them
+  feature_names: tuple[str, ...] = ()  # along x's last axis, for messages; empty: x[..., j]
 
 
 def _read_source(config: DataConfig) -> _Source:
   kind, _, ref = config.dataset.partition(":")
-  digest = file_digest(config) if kind in tables.READERS else ""
-  return _read_source_cached(kind, ref, config.label_columns, config.data_dir,
-                             config.scenes.image_size, digest)
+  if kind == "tfds":
+    return _read_tfds(ref, config.data_dir, config.scenes.image_size)
+  # The very bytes the run's hash (file_digest) was taken of: an edited file is a new
+  # cache key, and a pipe is read only once.
+  contents = files.read(files.check_path(kind, ref))
+  return _read_table(kind, ref, config.label_columns, contents)
 
 
 @functools.lru_cache(maxsize=2)
-def _read_source_cached(kind, ref, label_columns, data_dir, image_size, digest) -> _Source:
-  del digest  # part of the cache key only: an edited file is read again
-  if kind == "tfds":
-    from mtl_jax.data import tfds_multilabel  # imports tensorflow_datasets, which is slow
-    parts, names = tfds_multilabel.load_tfds_splits(ref, data_dir, image_size)
-    renamed = {"validation": "val"}
-    return _Source(names, {renamed.get(k, k): Split(x, y) for k, (x, y) in parts.items()
-                           if renamed.get(k, k) in SPLITS})
-  table = tables.read_table(kind, ref, label_columns)
+def _read_tfds(name: str, data_dir: str, image_size: int) -> _Source:
+  from mtl_jax.data import tfds_multilabel  # imports tensorflow_datasets, which is slow
+  parts, names = tfds_multilabel.load_tfds_splits(name, data_dir, image_size)
+  renamed = {"validation": "val"}
+  return _Source(names, {renamed.get(k, k): Split(x, y) for k, (x, y) in parts.items()
+                         if renamed.get(k, k) in SPLITS})
+
+
+@functools.lru_cache(maxsize=2)
+def _read_table(kind: str, ref: str, label_columns: tuple[str, ...], contents: files.Contents) -> _Source:
+  table = tables.read_table(kind, ref, label_columns, contents.data)
   if table.split is None:
-    return _Source(table.task_names, {"train": Split(table.x, table.y)})
+    return _Source(table.task_names, {"train": Split(table.x, table.y)}, table.feature_names)
   return _Source(table.task_names, {name: Split(table.x[table.split == name], table.y[table.split == name])
-                                    for name in SPLITS if np.any(table.split == name)})
+                                    for name in SPLITS if np.any(table.split == name)},
+                 table.feature_names)
 
 
 def _take(split: Split, index: np.ndarray) -> Split:
@@ -282,16 +280,52 @@ def _cut_read_splits(config: DataConfig, source: _Source) -> tuple[dict, dict]:
   return splits, {name: f"{config.dataset} {origin}" for name, origin in origins.items()}
 
 
-def _standardise(splits: dict) -> dict:
-  """Float features scaled by the train split's mean and std (per last-axis feature);
-  uint8 images are left for the model to scale."""
+def _standardise(splits: dict, dataset: str, feature_names: tuple[str, ...]) -> dict:
+  """Float features scaled by the train split's mean and std (per last-axis feature),
+  computed in float64: in float32 the variance of a column around 1e20 overflows, and
+  the column would become all zeros. uint8 images are left for the model to scale."""
   x = splits["train"].x
   if x.dtype == np.uint8:
     return splits
   axes = tuple(range(x.ndim - 1))
-  mean, std = x.mean(axes), x.std(axes)
+  x64 = x.astype(np.float64)
+  mean, std = x64.mean(axes), x64.std(axes)
   std = np.where(std > 0, std, 1.0)
-  return {name: Split(((s.x - mean) / std).astype(np.float32), s.y) for name, s in splits.items()}
+  scaled = {}
+  for name, s in splits.items():
+    with np.errstate(over="ignore"):
+      scaled[name] = Split(((s.x.astype(np.float64) - mean) / std).astype(np.float32), s.y)
+    _check_standardised(scaled[name].x, name, dataset, feature_names, mean, std)
+  return scaled
+
+
+def _check_standardised(x: np.ndarray, split: str, dataset: str, feature_names: tuple[str, ...],
+                        mean: np.ndarray, std: np.ndarray) -> None:
+  """What the model sees must be finite: a split far outside the train split's spread
+  (a train column almost constant, say) can leave float32's range once standardised."""
+  bad = np.argwhere(~np.isfinite(x))
+  if bad.size:
+    j = bad[0][-1]
+    column = repr(feature_names[j]) if feature_names else f"x[..., {j}]"
+    raise InputError(f"{dataset}: feature column {column} of the {split} split leaves float32's range "
+                     f"once standardised by the train split's mean {mean[j]:g} and std {std[j]:g}; "
+                     "rescale that feature, or drop it")
+
+
+# Why each split needs a label of every task: train to learn it, val to select its
+# epoch and score it, test to score it (a task without any would report no metric).
+_LABELS_NEEDED_FOR = {"train": "to learn from", "val": "to select an epoch on and score",
+                      "test": "to score"}
+
+
+def _check_every_task_labelled(config: DataConfig, splits: dict, names: tuple[str, ...]) -> None:
+  for split in SPLITS:
+    y = splits[split].y
+    unlabelled = [t for t, count in zip(names, np.sum(y != missing.MISSING, axis=0)) if count == 0]
+    if unlabelled:
+      raise InputError(f"{config.dataset}: task {unlabelled[0]!r} has no labels in the {split} split "
+                       f"({len(y)} examples), so nothing {_LABELS_NEEDED_FOR[split]}; drop it or "
+                       "label some")
 
 
 def _read(config: DataConfig) -> tuple[dict, dict, tuple[str, ...]]:
@@ -300,12 +334,8 @@ def _read(config: DataConfig) -> tuple[dict, dict, tuple[str, ...]]:
   columns = [source.task_names.index(t) for t in names]
   splits, origins = _cut_read_splits(config, source)
   splits = {name: Split(s.x, s.y[:, columns]) for name, s in splits.items()}
-  unlabelled = [t for t, count in zip(names, np.sum(splits["train"].y != missing.MISSING, axis=0))
-                if count == 0]
-  if unlabelled:
-    raise InputError(f"{config.dataset}: task {unlabelled[0]!r} has no labels in the train split "
-                     f"({len(splits['train'].y)} examples); drop it or label some")
-  return _standardise(splits), origins, names
+  _check_every_task_labelled(config, splits, names)
+  return _standardise(splits, config.dataset, source.feature_names), origins, names
 
 
 def load_dataset(config: DataConfig) -> MultiTaskData:
