@@ -287,6 +287,15 @@ def test_a_broken_npz_is_one_line(tmp_path, make, expected):
   _refused(tmp_path, expected, f"--dataset=npz:{path}")
 
 
+def test_byte_string_task_names_and_splits_read_as_text(tmp_path):
+  """numpy writes an array of byte strings (dtype S) as such; b'cat' is the task cat."""
+  path = str(tmp_path / "bytes.npz")
+  np.savez(path, x=np.ones((4, 2)), y=np.ones((4, 2)), task_names=np.array([b"cat", b"dog"]),
+           split=np.array([b"train", b"train", b"val", b"test"]))
+  table = tables.read_npz(path)
+  assert table.task_names == ("cat", "dog") and list(table.split) == ["train", "train", "val", "test"]
+
+
 # -- 14. Misleading messages: an empty path, a pipe, blank lines ---------------------
 
 @pytest.mark.parametrize("kind", ["csv", "npz"])

@@ -52,12 +52,18 @@ class Table:
   feature_names: tuple[str, ...] = ()
 
 
+def _text(value) -> str:
+  """A cell or array entry as text: an NPZ's byte strings (dtype S) are text too, not
+  "b'train'"."""
+  return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
 def _split_values(path: str, values: Sequence[str], where) -> np.ndarray:
   out = []
   for i, value in enumerate(values):
-    name = SPLIT_NAMES.get(str(value).strip().lower())
+    name = SPLIT_NAMES.get(_text(value).strip().lower())
     if name is None:
-      raise InputError(f"{path}: {where(i)} has split {str(value)!r}; use train, val or test")
+      raise InputError(f"{path}: {where(i)} has split {_text(value)!r}; use train, val or test")
     out.append(name)
   return np.asarray(out)
 
@@ -321,7 +327,7 @@ def _npz_task_names(path: str, arrays: dict, num_tasks: int) -> tuple[str, ...]:
   if names.ndim != 1 or len(names) != num_tasks:
     count = len(names) if names.ndim == 1 else f"{names.shape} of"
     raise InputError(f"{path}: {count} task_names for the {num_tasks} columns of y")
-  names = tuple(str(n) for n in names)
+  names = tuple(_text(n) for n in names)
   _check_unique_tasks(path, names, "its task_names")
   return names
 
