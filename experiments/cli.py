@@ -6,13 +6,21 @@ defining the same flag. Only this module and each experiment's settings_from_fla
 read flags; everything after them takes a Settings object (experiment.py).
 """
 import contextlib
+import dataclasses
 import difflib
+import math
+import os
 import re
+import signal
 import sys
+import threading
 from typing import Callable, Optional, TypeVar
 
+import numpy as np
 from absl import app, flags, logging
 
+from mtl_jax import memory_estimate
+from mtl_jax.data import driving
 from mtl_jax.data.datasets import DATASETS, DataConfig, read_kind
 from mtl_jax.errors import InputError
 from mtl_jax.methods import DEFAULT_METHOD, METHODS, build_method, hyper_parameters
@@ -48,14 +56,27 @@ WIDTH = flags.DEFINE_integer(
 DTYPE = flags.DEFINE_enum(
     "dtype", "float32", DTYPES, "Compute dtype: bfloat16 computes in bfloat16 and keeps "
     "parameters, optimizer state and loss in float32 (for GPUs; slower on most CPUs).")
+# Upper bounds where a bound means something; sizes are bounded by memory instead
+# (check_memory). The encoder is unrolled layer by layer into the compiled program, so
+# a depth in the thousands is minutes of tracing before the first line of output.
+MAX_DEPTH = 100
 DEPTH = flags.DEFINE_integer(
-    "depth", 3, "Encoder depth: hidden layers (mlp) or stride-2 conv blocks (cnn).", lower_bound=1)
-EPOCHS = flags.DEFINE_integer("epochs", 12, "Training epochs over the train split.", lower_bound=1)
+    "depth", 3, "Encoder depth: hidden layers (mlp) or stride-2 conv blocks (cnn).",
+    lower_bound=1, upper_bound=MAX_DEPTH)
+# A million passes over the data is no experiment; and epochs are numbered in int32
+# on the device, so 3,000,000,000 would not even count right.
+MAX_EPOCHS = 1_000_000
+EPOCHS = flags.DEFINE_integer("epochs", 12, "Training epochs over the train split.",
+                              lower_bound=1, upper_bound=MAX_EPOCHS)
 BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Examples per optimizer step.", lower_bound=1)
 LEARNING_RATE = flags.DEFINE_float("learning_rate", 3e-3, "Adam learning rate.", lower_bound=0.0)
+# All seeds train in one compiled program that prints nothing until every seed has
+# finished an epoch: --seeds=1000000 (meant 10?) would look like a hang. 1,000 is 200
+# times the largest preset's 5.
+MAX_SEEDS = 1000
 SEEDS = flags.DEFINE_integer(
     "seeds", 3, "Number of seeds (0..N-1), trained together in one compiled program; "
-    "tables and plots show mean and 95% CI over them.", lower_bound=1)
+    "tables and plots show mean and 95% CI over them.", lower_bound=1, upper_bound=MAX_SEEDS)
 MISSING_FRAC = flags.DEFINE_float(
     "missing_frac", 0.2, "Fraction of train/validation label cells hidden as missing "
     "('?', stored as -1); the masked loss ignores them. Must be in [0, 1). 0 unless set "
@@ -102,9 +123,25 @@ ARCH_FLAGS = {name: {key: _arch_flag(name, key, default) for key, default in arc
 PATIENCE = flags.DEFINE_integer(
     "patience", 0, "Stop a group of seeds once none has improved its validation loss for this "
     "many epochs (0: train every epoch).", lower_bound=0)
-DATA_SEED = flags.DEFINE_integer("data_seed", 0, "Seed of the generated dataset and its missing-label mask.")
-OUT_DIR = flags.DEFINE_string(
-    "out_dir", None, "Where results.jsonl, summary.csv and the plot go (default: runs/EXPERIMENT).")
+# numpy's seeds are non-negative; one 32-bit word gives 4 billion datasets and stays an
+# exact integer for every reader of results.jsonl.
+DATA_SEED = flags.DEFINE_integer("data_seed", 0, "Seed of the generated dataset and its missing-label mask.",
+                                 lower_bound=0, upper_bound=2**32 - 1)
+
+
+class _PathParser(flags.ArgumentParser):
+  """A path with a leading ~ expanded: the shell leaves `--out_dir=~/runs` alone, and a
+  folder literally named ~ is one `rm -rf ~` away from losing a home directory."""
+  flag_type = "string"
+
+  def parse(self, argument):
+    return os.path.expanduser(argument) if isinstance(argument, str) else argument
+
+
+OUT_DIR = flags.DEFINE(
+    _PathParser(), "out_dir", None,
+    "Where results.jsonl, summary.csv and the plot go (default: runs/EXPERIMENT).",
+    serializer=flags.ArgumentSerializer())
 CHECKPOINT_EVERY = flags.DEFINE_integer(
     "checkpoint_every", 0, "Save each group's training with orbax every this many epochs, in "
     "OUT_DIR/checkpoints (0: never), so that --resume can continue a preempted long run.",
@@ -121,7 +158,7 @@ flags.register_validator("out_dir", lambda v: v is None or v.strip() != "",
 flags.register_validator(
     "missing_frac", lambda v: 0.0 <= v < 1.0, message="--missing_frac must be in [0, 1)")
 flags.register_validator(
-    "learning_rate", lambda v: v > 0.0, message="--learning_rate must be positive")
+    "learning_rate", lambda v: 0.0 < v < math.inf, message="--learning_rate must be positive and finite")
 
 
 def _chosen(flag) -> bool:
@@ -197,11 +234,60 @@ def arch_options() -> tuple[tuple[str, float], ...]:
 
 def settings(cls: type[S], **own) -> S:
   """The shared flags as an experiment's Settings (experiment.Settings or its
-  subclass), with the experiment's own fields `own`, already read from its flags."""
-  return cls(data=data_config(), encoder=encoder_spec(), train=train_config(), seeds=SEEDS.value,
-             arch=ARCH.value, arch_options=arch_options(), out_dir=OUT_DIR.value,
-             plot_only=PLOT_ONLY.value, checkpoint_every=CHECKPOINT_EVERY.value, resume=RESUME.value,
-             **own)
+  subclass), with the experiment's own fields `own`, already read from its flags;
+  refused here if its runs cannot fit in memory."""
+  chosen = cls(data=data_config(), encoder=encoder_spec(), train=train_config(), seeds=SEEDS.value,
+               arch=ARCH.value, arch_options=arch_options(), out_dir=OUT_DIR.value,
+               plot_only=PLOT_ONLY.value, checkpoint_every=CHECKPOINT_EVERY.value, resume=RESUME.value,
+               **own)
+  if not chosen.plot_only:
+    check_memory(chosen)
+  return chosen
+
+
+def example_shape(data: DataConfig, num_tasks: Optional[int] = None
+                  ) -> Optional[tuple[tuple[int, ...], type, int]]:
+  """(shape of one input, its dtype, number of tasks) of generated data, as
+  load_dataset makes it; None for read data, whose shape is known once read.
+  `num_tasks` overrides the related dataset's (the relatedness experiment sets it per rho)."""
+  if data.dataset == "driving":
+    size = data.scenes.image_size
+    return (size, size, 3), np.uint8, len(data.tasks or driving.TASK_NAMES)
+  if data.dataset == "related":
+    related = dataclasses.replace(data.relatedness, num_tasks=num_tasks or data.relatedness.num_tasks)
+    return (related.input_dim,), np.float32, related.num_tasks
+  return None
+
+
+def _encoders(chosen) -> list[EncoderSpec]:
+  """The encoders the runs train: the shared one, or each width a sweep asks for (the
+  largest per kind is enough; invalid ones are the experiment's to refuse)."""
+  widths = getattr(chosen, "widths", None) or {}
+  encoders = [dataclasses.replace(chosen.encoder, kind=kind, width=max(ws))
+              for kind, ws in widths.items() if ws and max(ws) >= 1]
+  return encoders or [chosen.encoder]
+
+
+def check_memory(chosen) -> None:
+  """Refuses, with one line, settings whose largest group of runs needs more memory
+  than the machine has (memory_estimate), before anything is generated or allocated.
+  Read data is not: its shape is known only once read (memory_estimate.for_data)."""
+  probe = example_shape(chosen.data, getattr(chosen, "related_tasks", None))
+  if probe is None:
+    return
+  shape, x_dtype, num_tasks = probe
+  models = [build_model(arm, encoder, num_tasks, shape, options)
+            for encoder in _encoders(chosen) if encoder.kind == "mlp" or len(shape) == 3
+            for arm, options in ((chosen.arch, chosen.arch_options), (SEPARATE_ARM, ()))]
+  if not models:
+    return  # a cnn on vectors: the experiment refuses it with its own line
+  data = chosen.data
+  training = memory_estimate.Training(chosen.seeds, chosen.train.epochs, chosen.train.batch_size,
+                                      chosen.train.optimizer, chosen.train.method,
+                                      chosen.train.method_options)
+  needed = memory_estimate.estimate(models, (data.num_train, data.num_val, data.num_test), shape,
+                                    x_dtype, num_tasks, training)
+  memory_estimate.check(needed)
 
 
 _overridden: set[str] = set()
@@ -244,15 +330,120 @@ def _close_value(error: flags.Error) -> str:
   return f" Did you mean: {close[0]}?" if close else ""
 
 
+_finite_checked: set[str] = set()
+
+
+def _require_finite_floats() -> None:
+  """Every float flag, whichever module defines it (rates, fractions, each method's and
+  architecture's options), must be a finite number: absl reads "nan" and "inf" as
+  floats, and a bound such as lower_bound=0 lets both through."""
+  for name in list(flags.FLAGS):
+    flag = flags.FLAGS[name]
+    if isinstance(flag.parser, flags.FloatParser) and flag.name not in _finite_checked:
+      _finite_checked.add(flag.name)
+      flags.register_validator(flag.name, lambda v: v is None or math.isfinite(v),
+                               message=f"--{flag.name} must be a finite number")
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
+  _require_finite_floats()  # here, not at import: experiments define flags after this module
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
     fail(str(e) + _close_value(e))
 
 
+class _OutlivesItsReader:
+  """sys.stdout or sys.stderr, but once its reader has gone away (`launch.py | head -3`)
+  or it cannot be written, further output goes to os.devnull and the run goes on: its
+  results still reach disk, and its exit status is the run's, not the pipe's."""
+
+  def __init__(self, stream):
+    self._stream = stream
+
+  # OSError, not only BrokenPipeError: progress on a full disk (`> /dev/full`) must not
+  # stop a run whose results are written elsewhere either.
+  def write(self, text: str) -> int:
+    try:
+      return self._stream.write(text)
+    except OSError:
+      self._to_devnull()
+      return len(text)
+
+  def flush(self) -> None:
+    try:
+      self._stream.flush()
+    except OSError:
+      self._to_devnull()
+
+  def _to_devnull(self) -> None:
+    # Onto the file descriptor itself (as the Python docs advise for SIGPIPE), so that
+    # what the stream still buffers, and the interpreter's last flush at exit, land
+    # there too instead of raising again.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+      os.dup2(devnull, self._stream.fileno())
+    except (OSError, ValueError):  # a stream without a descriptor of its own
+      self._stream = open(os.devnull, "w")
+    finally:
+      os.close(devnull)
+
+  def __getattr__(self, name):
+    return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _pipe_safe_output():
+  saved = sys.stdout, sys.stderr
+  sys.stdout, sys.stderr = _OutlivesItsReader(sys.stdout), _OutlivesItsReader(sys.stderr)
+  try:
+    yield
+  finally:
+    sys.stdout.flush()  # what is still buffered, while a broken pipe is still caught
+    sys.stderr.flush()
+    sys.stdout, sys.stderr = saved
+
+
+# What a scheduler or a closing terminal sends before it kills a job: handled as Ctrl-C
+# is, so that the run stops with the line saying what is saved and how to resume.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+_stopped_by = [signal.SIGINT]  # the signal that raised the last KeyboardInterrupt
+
+
+def _stop_like_ctrl_c(signum, frame):
+  del frame
+  _stopped_by[0] = signum
+  raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _signals_as_ctrl_c():
+  """SIGTERM and SIGHUP raise KeyboardInterrupt in the main thread while the block runs.
+  A signal already ignored stays ignored: `nohup launch.py` must outlive its terminal."""
+  _stopped_by[0] = signal.SIGINT
+  saved = {}
+  if threading.current_thread() is threading.main_thread():
+    for signum in STOP_SIGNALS:
+      if signal.getsignal(signum) == signal.SIG_DFL:
+        saved[signum] = signal.signal(signum, _stop_like_ctrl_c)
+  try:
+    yield
+  finally:
+    for signum, handler in saved.items():
+      signal.signal(signum, handler)
+
+
+def _interrupted_status() -> int:
+  """128 + the signal's number, as the shell reports a process it ended: 130 for Ctrl-C,
+  143 for SIGTERM, 129 for SIGHUP, so that a job script or scheduler can tell a user's
+  Ctrl-C from a preemption (Slurm and `timeout` use 143 for the latter)."""
+  return 128 + _stopped_by[0]
+
+
 def run(main: Callable[[list[str]], None]) -> None:
-  """app.run, but a flag or input error is one line on stderr and exit status 2."""
+  """app.run, but a flag or input error is one line on stderr and exit status 2; Ctrl-C,
+  SIGTERM and SIGHUP stop with one line saying what is saved; output whose reader has
+  gone away is dropped while the run goes on."""
   def guarded(argv):
     if len(argv) > 1:
       fail(f"unexpected arguments {' '.join(argv[1:])!r}; flags look like --name=value")
@@ -262,10 +453,14 @@ def run(main: Callable[[list[str]], None]) -> None:
       fail(str(e))
     except SweepInterrupted as e:
       print(e, file=sys.stderr)
-      sys.exit(130)  # the shell's code for a process ended by Ctrl-C
+      sys.exit(_interrupted_status())
     except KeyboardInterrupt:
-      print("interrupted before any run finished; nothing was saved", file=sys.stderr)
-      sys.exit(130)
+      # Outside a sweep's training: before it, or while writing the summary and plot
+      # after it (or between the experiments of --experiment=all).
+      print("interrupted while no run was training; every run that finished is in its "
+            "results.jsonl; run the same command again to resume", file=sys.stderr)
+      sys.exit(_interrupted_status())
   # Keeps JAX's start-up chatter about absent accelerator plugins off the console.
   logging.set_verbosity(logging.WARNING)
-  app.run(guarded, flags_parser=_parse_flags)
+  with _pipe_safe_output(), _signals_as_ctrl_c():
+    app.run(guarded, flags_parser=_parse_flags)
