@@ -270,24 +270,35 @@ def _encoders(chosen) -> list[EncoderSpec]:
 
 def check_memory(chosen) -> None:
   """Refuses, with one line, settings whose largest group of runs needs more memory
-  than the machine has (memory_estimate), before anything is generated or allocated.
-  Read data is not: its shape is known only once read (memory_estimate.for_data)."""
-  probe = example_shape(chosen.data, getattr(chosen, "related_tasks", None))
+  than the machine has (memory_estimate), before anything is generated or allocated."""
+  check_runs_fit(chosen.data, _encoders(chosen), chosen.train, chosen.seeds, chosen.arch,
+                 chosen.arch_options, getattr(chosen, "related_tasks", None))
+
+
+def check_runs_fit(data: DataConfig, encoders: list[EncoderSpec], train: TrainConfig, seeds: int,
+                   arch: str = "hps", options: tuple[tuple[str, float], ...] = (),
+                   num_tasks: Optional[int] = None) -> None:
+  """Refuses (InputError) runs of `arch` and separate networks with each of `encoders`
+  on `data` that this machine cannot hold. For an experiment whose runs do not follow
+  the shared flags (the methods experiment's related problems), to call on its own.
+  Read data is not checked: its shape is known only once read (memory_estimate.for_data)."""
+  probe = example_shape(data, num_tasks)
   if probe is None:
     return
   shape, x_dtype, num_tasks = probe
-  models = [build_model(arm, encoder, num_tasks, shape, options)
-            for encoder in _encoders(chosen) if encoder.kind == "mlp" or len(shape) == 3
-            for arm, options in ((chosen.arch, chosen.arch_options), (SEPARATE_ARM, ()))]
+  sizes = (data.num_train, data.num_val, data.num_test)
+  # The data alone first: building a model allocates one stand-in example, which must
+  # fit too (--related_tasks=1000000000 makes an example of 8 billion floats).
+  host, device = memory_estimate.data_bytes(sizes, shape, x_dtype, num_tasks)
+  memory_estimate.check(memory_estimate.Estimate({"data": host}, {"data": device}))
+  models = [build_model(arm, encoder, num_tasks, shape, arm_options)
+            for encoder in encoders if encoder.kind == "mlp" or len(shape) == 3
+            for arm, arm_options in ((arch, options), (SEPARATE_ARM, ()))]
   if not models:
     return  # a cnn on vectors: the experiment refuses it with its own line
-  data = chosen.data
-  training = memory_estimate.Training(chosen.seeds, chosen.train.epochs, chosen.train.batch_size,
-                                      chosen.train.optimizer, chosen.train.method,
-                                      chosen.train.method_options)
-  needed = memory_estimate.estimate(models, (data.num_train, data.num_val, data.num_test), shape,
-                                    x_dtype, num_tasks, training)
-  memory_estimate.check(needed)
+  training = memory_estimate.Training(seeds, train.epochs, train.batch_size, train.optimizer,
+                                      train.method, train.method_options)
+  memory_estimate.check(memory_estimate.estimate(models, sizes, shape, x_dtype, num_tasks, training))
 
 
 _overridden: set[str] = set()

@@ -1,6 +1,7 @@
 """Launches a careless or hostile user makes (issue 17): negative seeds, absurd sizes,
 nan rates, output piped into `head`, a scheduler's SIGTERM. Each either runs as it
 should or stops with one line; none ends in a traceback or a silent hang."""
+import dataclasses
 import io
 import os
 import re
@@ -24,7 +25,7 @@ from mtl_jax.data.related import RelatedConfig
 from mtl_jax.errors import InputError
 from mtl_jax.models import EncoderSpec, build_model, param_count
 from mtl_jax.results import read_results
-from mtl_jax.train import _initial_state, predict
+from mtl_jax.train import TrainConfig, _initial_state, predict
 
 TINY = ["--encoder=mlp", "--width=2", "--depth=1", "--epochs=1", "--seeds=1", "--num_train=64",
         "--num_val=200", "--num_test=48", "--batch_size=16", "--image_size=8"]
@@ -59,7 +60,9 @@ BOUND_CASES = [
     (["--width=100000"], "this run needs about"),
     (["--num_train=1000000000"], "this run needs about"),
     (["--experiment=network_size", "--widths=2,100000"], "this run needs about"),
-    (["--experiment=relatedness", "--related_tasks=1000000"], "this run needs about"),
+    # So large that one example would not fit: refused on the data, before a model is built.
+    (["--experiment=relatedness", "--related_tasks=1000000000"], "this run needs about"),
+    (["--num_train=100000000000000000000", "--batch_size=10000000000000000000"], "this run needs about"),
 ]
 
 
@@ -71,6 +74,16 @@ def test_absurd_values_are_one_line_exit_2_and_write_nothing(tmp_path, flags, ex
   assert_one_line_error(result, expected, out)
   if "needs about" in expected:  # the estimate and the machine's memory, in numbers
     assert "available" in result.stderr and re.search(r"about [\d.]+ [TP]iB", result.stderr), result.stderr
+
+
+def test_runs_off_the_shared_flags_are_checked_by_the_experiment_that_makes_them():
+  """cli.check_runs_fit, for the methods experiment's related problems
+  (--related_num_train): a trillion examples refused, two hundred not."""
+  related = DataConfig("related", num_train=10**12, num_val=200, num_test=4000)
+  train = TrainConfig(batch_size=32, epochs=100)
+  with pytest.raises(InputError, match=r"needs about [\d.]+ [TP]iB \(data"):
+    cli.check_runs_fit(related, [EncoderSpec("mlp", 32, 2)], train, seeds=3)
+  cli.check_runs_fit(dataclasses.replace(related, num_train=200), [EncoderSpec("mlp", 32, 2)], train, seeds=3)
 
 
 def _needed(stderr: str) -> float:
