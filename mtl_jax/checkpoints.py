@@ -168,10 +168,10 @@ def _check_like(restored: Any, like: Any) -> None:
   """A restored state has the structure, shapes and dtypes of the one asked for."""
   if jax.tree.structure(restored) != jax.tree.structure(like):
     raise ValueError("the saved state has another structure")
+  kind = lambda x: (np.shape(x), np.dtype(getattr(x, "dtype", None) or np.asarray(x).dtype))
   for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(like)):
-    if np.shape(a) != np.shape(b) or np.result_type(a) != np.result_type(b):
-      raise ValueError(f"a saved array has shape {np.shape(a)} {np.result_type(a)}, "
-                       f"expected {np.shape(b)} {np.result_type(b)}")
+    if kind(a) != kind(b):
+      raise ValueError(f"a saved array is {kind(a)}, expected {kind(b)}")
 
 
 # How a full disk or quota reads when a library reports it in words (tensorstore).

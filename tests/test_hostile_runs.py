@@ -42,16 +42,20 @@ def trained_nothing(result) -> bool:
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-  """An out_dir of one finished tiny launch (joint and separate, one seed each)."""
+  """An out_dir of one finished tiny launch (joint and separate, one seed each), with
+  --checkpoint_every=1 and its checkpoints kept, as a preempted launch leaves them."""
+  from mtl_jax.checkpoints import EpochCheckpoints
   out = tmp_path_factory.mktemp("finished") / "out"
-  result = launch_in_process(*TINY, f"--out_dir={out}")
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(EpochCheckpoints, "close", lambda self, finished: self._manager.close())
+    result = launch_in_process(*TINY, "--checkpoint_every=1", f"--out_dir={out}")
   assert result.returncode == 0, result.stderr
   return out
 
 
-def copy_of(finished, tmp_path):
+def copy_of(finished, tmp_path, checkpoints=False):
   out = tmp_path / "out"
-  shutil.copytree(finished, out)
+  shutil.copytree(finished, out, ignore=None if checkpoints else shutil.ignore_patterns("checkpoints"))
   return out
 
 
@@ -330,10 +334,6 @@ def test_a_full_disk_while_appending_a_result_is_one_line_and_leaves_no_torn_lin
   one_error_line(result, f"disk full while writing {out}/results.jsonl; 0 of the 2 runs are saved in "
                          f"{out}/results.jsonl; make room and run the same command again to resume")
   assert (out / "results.jsonl").read_bytes() == b""  # the half-written line was cut off again
-  monkeypatch.undo()
-  again = launch_in_process(*TINY, f"--out_dir={out}")
-  assert again.returncode == 0, again.stderr
-  assert len(read_records(str(out / "results.jsonl"))[0]) == 2
 
 
 @pytest.mark.parametrize("target,code,what", [
@@ -369,38 +369,72 @@ def _truncated(path):
   path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
 
 
-@pytest.mark.parametrize("damage", [_garbage, _truncated])
-def test_a_damaged_checkpoint_is_deleted_loudly_and_resume_trains_from_scratch(tmp_path, monkeypatch, damage):
-  from mtl_jax.checkpoints import EpochCheckpoints
-  out, clean = tmp_path / "out", tmp_path / "clean"
-  # A finished launch whose checkpoints are kept, as a preempted one leaves them.
-  monkeypatch.setattr(EpochCheckpoints, "close", lambda self, finished: self._manager.close())
-  assert launch_in_process(*TINY, "--checkpoint_every=1", f"--out_dir={out}").returncode == 0
-  monkeypatch.undo()
-  os.remove(out / "results.jsonl")
-  files = [p for p in (out / "checkpoints").rglob("*") if p.is_file()]
-  assert files
-  for path in files:
-    damage(path)
+def test_a_damaged_checkpoint_is_deleted_loudly_and_its_group_trains_from_scratch(finished, tmp_path):
+  out = copy_of(finished, tmp_path, checkpoints=True)
+  os.remove(out / "results.jsonl")  # as if preempted: the checkpoints, but no results
+  groups = sorted(p for p in (out / "checkpoints").iterdir() if p.is_dir())
+  assert len(groups) == 2 and all(p.with_name(p.name + ".sha1").is_file() for p in groups)
+  for path in [*groups[0].rglob("*"), groups[0].with_name(groups[0].name + ".sha1")]:
+    if path.is_file():
+      _garbage(path)
   resumed = launch_in_process(*TINY, "--checkpoint_every=1", "--resume", f"--out_dir={out}")
   assert resumed.returncode == 0, resumed.stderr
-  warnings = resumed.stderr.strip().splitlines()
-  assert len(warnings) == 2 and all(w.startswith(f"warning: the checkpoint in {out}/checkpoints/")
-                                    and "trains from scratch" in w for w in warnings)
-  assert " epoch   1/1" in resumed.stdout and not (out / "checkpoints").exists()
-  assert launch_in_process(*TINY, f"--out_dir={clean}").returncode == 0
-  for a, b in zip(read_records(str(out / "results.jsonl"))[0], read_records(str(clean / "results.jsonl"))[0]):
-    assert a["hash"] == b["hash"] and a["metrics"] == b["metrics"]
+  warnings = [w for w in resumed.stderr.splitlines() if w.startswith("warning: the checkpoint in ")]
+  assert len(warnings) == 1 and warnings[0].split()[4] == str(groups[0]), resumed.stderr
+  assert "trains from scratch" in warnings[0] and "Traceback" not in resumed.stderr
+  # The damaged group trained its one epoch again; the intact one was restored after it.
+  assert len(re.findall(r": epoch +1/1", resumed.stdout)) == 1 and not (out / "checkpoints").exists()
+  # Either way the very runs of the uninterrupted launch.
+  clean = {r["hash"]: r for r in read_records(str(finished / "results.jsonl"))[0]}
+  records = read_records(str(out / "results.jsonl"))[0]
+  assert len(records) == 2 and all(r["metrics"] == clean[r["hash"]]["metrics"] for r in records)
+
+
+def _saved_checkpoint(directory):
+  from mtl_jax.checkpoints import CheckpointSettings, EpochCheckpoints
+  saver = EpochCheckpoints(CheckpointSettings(directory, every=1, resume=False))
+  saver.save(1, {"w": np.ones((3, 2), np.float32)})
+  saver.close(finished=False)
+
+
+def _resumed(directory):
+  from mtl_jax.checkpoints import CheckpointSettings, EpochCheckpoints
+  return EpochCheckpoints(CheckpointSettings(directory, every=1, resume=True))
+
+
+def test_a_truncated_checkpoint_with_its_digest_intact_is_not_restored(tmp_path, capsys):
+  _saved_checkpoint(str(tmp_path / "group"))
+  for path in (tmp_path / "group").rglob("*"):
+    if path.is_file():
+      _truncated(path)
+  resumed = _resumed(str(tmp_path / "group"))
+  assert resumed.restore({"w": np.zeros((3, 2), np.float32)}) is None
+  assert "cannot be restored" in capsys.readouterr().err
+  assert resumed._manager.latest_step() is None and not (tmp_path / "group.sha1").exists()
+  resumed.close(finished=True)
+
+
+def test_a_checkpoint_whose_arrays_differ_from_its_digest_is_not_restored(tmp_path, capsys):
+  _saved_checkpoint(str(tmp_path / "group"))
+  restored = _resumed(str(tmp_path / "group"))
+  epoch, state = restored.restore({"w": np.zeros((3, 2), np.float32)})
+  assert epoch == 1 and np.all(np.asarray(state["w"]) == 1)  # intact: restored as saved
+  restored.close(finished=False)
+  # As if one saved number had changed and still decoded: the digest no longer matches.
+  digest = tmp_path / "group.sha1"
+  epoch_text, sha1 = digest.read_text().split()
+  digest.write_text(f"{epoch_text} {'0' if sha1[0] != '0' else '1'}{sha1[1:]}\n")
+  resumed = _resumed(str(tmp_path / "group"))
+  assert resumed.restore({"w": np.zeros((3, 2), np.float32)}) is None
+  assert "differ from the digest saved with epoch 1" in capsys.readouterr().err
+  assert not digest.exists()
+  resumed.close(finished=True)
 
 
 def test_a_checkpoint_of_another_shape_is_not_restored(tmp_path, capsys):
-  from mtl_jax.checkpoints import CheckpointSettings, EpochCheckpoints
-  settings = CheckpointSettings(str(tmp_path / "group"), every=1, resume=False)
-  saver = EpochCheckpoints(settings)
-  saver.save(1, {"w": np.zeros((3, 2), np.float32)})
-  saver.close(finished=False)
-  resumed = EpochCheckpoints(CheckpointSettings(settings.directory, every=1, resume=True))
-  assert resumed.restore({"w": np.zeros((4, 2), np.float32)}) is None
+  _saved_checkpoint(str(tmp_path / "group"))
+  resumed = _resumed(str(tmp_path / "group"))
+  assert resumed.restore({"w": np.zeros((4, 2), np.float32)}) is None  # from other flags or code
   assert "cannot be restored" in capsys.readouterr().err
   assert resumed._manager.latest_step() is None  # deleted: the next save starts afresh
   resumed.close(finished=True)
