@@ -9,6 +9,7 @@ import json
 import math
 import os
 import secrets
+import sys
 from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
@@ -367,7 +368,9 @@ def _lock(out_dir: str) -> int:
       os.close(fd)
       raise InputError(f"another run{_holder(path)} is writing to --out_dir {out_dir}; wait for it "
                        "to finish, or give another --out_dir") from None
-    except OSError:  # a file system without locks (ENOLCK): go on unguarded rather than refuse
+    except OSError as e:  # a file system without locks (ENOLCK): go on unguarded, saying so
+      print(f"warning: --out_dir {out_dir} cannot be locked ({e.strerror or e}); a second launch "
+            "into it at the same time would not be stopped", file=sys.stderr, flush=True)
       return fd
     # The holder before us may have removed the file after we opened it: then we hold
     # a lock on a file nobody else will open. Start again on the file now at the path.

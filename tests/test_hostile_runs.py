@@ -305,6 +305,16 @@ def test_a_lock_file_left_by_a_killed_launch_does_not_block(finished, tmp_path):
   assert not (out / results.LOCK_FILE).exists()
 
 
+def test_a_file_system_without_locks_is_said_not_fatal(tmp_path, monkeypatch, capsys):
+  def no_locks(fd, operation):
+    raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+  monkeypatch.setattr(results.fcntl, "flock", no_locks)
+  with hold_out_dir(str(tmp_path / "out")):
+    assert (tmp_path / "out").is_dir()
+  assert "cannot be locked (No locks available); a second launch" in capsys.readouterr().err
+  assert not (tmp_path / "out").exists()
+
+
 def test_temporary_files_are_unique_and_a_failed_write_leaves_none(tmp_path):
   names = []
   for _ in range(2):
