@@ -1,7 +1,10 @@
 """mtl_jax's entry point: python launch.py --experiment=NAME [that experiment's flags].
 
 With no flags it compares joint and separate networks on the driving-scenes data.
---experiment=all runs every experiment in turn, each into its own folder, and
+--experiment=all runs every experiment in turn, each into its own folder, after making
+every one's settings and grid and claiming every folder, so that nothing trains before
+a bad flag or folder is found; an experiment whose declared requirements the data fails
+(Experiment.requires: relatedness on a CSV file) is skipped with one line saying why.
 --preset=quick|full picks settings for all of them (each experiment's `presets`).
 The experiments are those of experiments/registry.py; this file only dispatches.
 """
