@@ -108,7 +108,12 @@ def test_invariant_to_task_order(name, J, seed):
   order = np.random.default_rng(seed).permutation(J.shape[0])
   present = jnp.ones(J.shape[0], bool)
   a, b = AGGREGATORS[name](J, present), AGGREGATORS[name](J[order], present)
-  np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-4 * float(jnp.linalg.norm(a)) + 1e-6)
+  # The float32 solvers (eigendecompositions, projections) are accurate to a fraction of
+  # the input's scale |J|, not of the output's: Aligned-MTL scales its output by the
+  # smallest singular value, so on a nearly singular J (hypothesis found rows 0.05 apart)
+  # an output 1e-3 |J| moved by 0.4e-5 |J| when the tasks were reordered.
+  atol = 2e-4 * float(jnp.linalg.norm(a)) + 1e-5 * float(jnp.linalg.norm(J)) + 1e-6
+  np.testing.assert_allclose(a, b, rtol=2e-3, atol=atol)
 
 
 @pytest.mark.parametrize("name", REFERENCES)
