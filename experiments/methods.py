@@ -61,7 +61,8 @@ RELATED_NUM_TRAIN = flags.DEFINE_integer(
     "related_num_train", 200, "methods: training examples of the related_rho* problems (the "
     "data, encoder and training flags set the driving problems).", lower_bound=1)
 RELATED_EPOCHS = flags.DEFINE_integer(
-    "related_epochs", 100, "methods: epochs of the related_rho* problems.", lower_bound=1)
+    "related_epochs", 100, "methods: epochs of the related_rho* problems.", lower_bound=1,
+    upper_bound=cli.MAX_EPOCHS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,9 +114,15 @@ def settings_from_flags() -> Settings:
     raise InputError(f"--methods: unknown method {unknown[0]!r}; choose from {', '.join(methods.METHODS)}"
                      if unknown else "--methods must list at least one method")
   chosen = tuple(dict.fromkeys(METHODS.value))
-  return cli.settings(Settings, methods=chosen, problems=tuple(PROBLEMS.value or GENERATED_PROBLEMS),
-                      related_num_train=RELATED_NUM_TRAIN.value, related_epochs=RELATED_EPOCHS.value,
-                      method_options={m: cli.method_options(m) for m in chosen})
+  settings = cli.settings(Settings, methods=chosen, problems=tuple(PROBLEMS.value or GENERATED_PROBLEMS),
+                          related_num_train=RELATED_NUM_TRAIN.value, related_epochs=RELATED_EPOCHS.value,
+                          method_options={m: cli.method_options(m) for m in chosen})
+  if not settings.plot_only and not read_kind(settings.data.dataset):
+    # The related problems do not follow the shared flags that cli.settings checked.
+    for problem in problems_of(settings):
+      if problem.name.startswith("related"):
+        cli.check_runs_fit(problem.data, [problem.encoder], problem.train, settings.seeds)
+  return settings
 
 
 def problems_of(settings: Settings) -> list[Problem]:

@@ -93,9 +93,12 @@ def _pretrained_shared(config: RunConfig, seeds: list[int], log) -> tuple[dict, 
     data = load_dataset(config.pretrain)
     model = make_model("joint", config.encoder, len(data.task_names), data.input_shape, config.arch,
                        config.arch_options)
+    # require_selection: the transfer arms start from these weights, so a pretraining
+    # that never selected an epoch must stop the run, not hand on untrained weights.
     result = train(model, data.train.x, data.train.y, seeds, train_config,
                    log and (lambda epoch, loss: log(epoch, loss, "pretrain")),
-                   validation=(data.val.x, data.val.y), task_names=data.task_names)
+                   validation=(data.val.x, data.val.y), task_names=data.task_names,
+                   require_selection=True)
     _last_pretrained.clear()
     _last_pretrained[key] = shared_params(model, result.params), result.seconds
   return _last_pretrained[key]

@@ -66,7 +66,11 @@ def run_pending(groups: Sequence[Sequence[RunConfig]],
   load_data = functools.lru_cache(maxsize=1)(load_data)
 
   def saved() -> str:
-    return (f"{sum(c.hash in done for group in groups for c in group)} of the "
+    # Counted from the file, not only from `done`: a signal can land between a line's
+    # fsync and its entry in `done`.
+    on_file = {r.get("hash") for r in read_records(results_path)[0]
+               if r.get("results_version") == RESULTS_VERSION} | set(done)
+    return (f"{sum(c.hash in on_file for group in groups for c in group)} of the "
             f"{sum(len(group) for group in groups)} runs are saved in {results_path}")
   try:
     _train_groups(groups, load_data, results_path, done, train_missing, checkpointing)

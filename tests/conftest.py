@@ -19,6 +19,6 @@ ALL_TINY = ["--experiment=all", "--preset=quick", "--num_train=64", "--num_val=1
 def all_experiments(tmp_path_factory):
   """(launch result, output folder with one subfolder per experiment)."""
   out = tmp_path_factory.mktemp("all_experiments")
-  result = launch(*ALL_TINY, f"--out_dir={out}")
+  result = launch(*ALL_TINY, f"--out_dir={out}", timeout=900)
   assert result.returncode == 0, result.stderr
   return result, out

@@ -9,9 +9,10 @@ from unittest import mock
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def launch(*args) -> subprocess.CompletedProcess:
+def launch(*args, timeout: int = 300) -> subprocess.CompletedProcess:
+  """timeout: seconds before the launch counts as hung (generous: a loaded CI machine is slow)."""
   return subprocess.run([sys.executable, "launch.py", *args], cwd=ROOT, capture_output=True,
-                        text=True, timeout=300)
+                        text=True, timeout=timeout)
 
 
 def launch_in_process(*args) -> subprocess.CompletedProcess:
