@@ -17,11 +17,11 @@ from typing import Optional, Sequence
 
 import jax
 import numpy as np
-from jax.extend.core import ClosedJaxpr, Jaxpr
 
 from mtl_jax import methods
 from mtl_jax.errors import InputError
 from mtl_jax.losses import masked_logistic_loss
+from mtl_jax.micro_batch import intermediates
 from mtl_jax.models import Model
 from mtl_jax.train import OPTIMIZERS
 
@@ -76,22 +76,10 @@ def data_bytes(sizes: Sequence[int], example_shape: Sequence[int], x_dtype, num_
   return sum(sizes) * per_example + padded_val * per_example, (num_train + padded_val) * per_example
 
 
-def _intermediates(jaxpr):
-  """Every intermediate array of a jaxpr, its sub-jaxprs' included (pjit, custom_jvp)."""
-  for eqn in jaxpr.eqns:
-    yield from eqn.outvars
-    for param in eqn.params.values():
-      for sub in param if isinstance(param, (tuple, list)) else (param,):
-        if isinstance(sub, ClosedJaxpr):
-          yield from _intermediates(sub.jaxpr)
-        elif isinstance(sub, Jaxpr):
-          yield from _intermediates(sub)
-
-
 def largest_activation(fn, *args) -> int:
   """Bytes of the largest intermediate array of fn(*args), traced on shapes alone."""
   jaxpr = jax.make_jaxpr(fn)(*args).jaxpr
-  return max((v.aval.size * v.aval.dtype.itemsize for v in _intermediates(jaxpr)), default=0)
+  return max((v.aval.size * v.aval.dtype.itemsize for v in intermediates(jaxpr)), default=0)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,20 +20,20 @@ def per_example_bytes(model: Model, params, x, y) -> int:
     x_batch, y_batch = np.resize(x, (batch, *x.shape[1:])), np.resize(y, (batch, *y.shape[1:]))
     loss = lambda p, x, y: masked_logistic_loss(model.apply(p, x), y)
     jaxpr = jax.make_jaxpr(jax.grad(loss))(params, x_batch, y_batch).jaxpr
-    return [v.aval.size * v.aval.dtype.itemsize for v in _outvars(jaxpr)]
+    return [v.aval.size * v.aval.dtype.itemsize for v in intermediates(jaxpr)]
   return max([(five - three) // 2 for three, five in zip(sizes(3), sizes(5))], default=0)
 
 
-def _outvars(jaxpr):
+def intermediates(jaxpr):
   """Every intermediate array of a jaxpr, its sub-jaxprs' included (pjit, custom_jvp)."""
   for eqn in jaxpr.eqns:
     yield from eqn.outvars
     for param in eqn.params.values():
       for sub in param if isinstance(param, (tuple, list)) else (param,):
         if isinstance(sub, ClosedJaxpr):
-          yield from _outvars(sub.jaxpr)
+          yield from intermediates(sub.jaxpr)
         elif isinstance(sub, Jaxpr):
-          yield from _outvars(sub)
+          yield from intermediates(sub)
 
 
 def choose_micro_batch(model: Model, params, x, y, batch_size: int) -> int:
