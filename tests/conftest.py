@@ -1,6 +1,19 @@
 """One tiny run of every registered experiment, shared by the tests that check their
-outputs. A new experiment whose own sweep flags would make it slow gives them tiny
-values in ALL_TINY."""
+outputs, and what makes the suite fit its time on two cores: the tests run in two
+pytest-xdist workers (pytest.ini), and every process they start, theirs and the
+launches', shares one persistent compilation cache, so that a program the tiny runs
+compile again and again (the same model on the same shapes) is compiled once.
+
+A new experiment whose own sweep flags would make it slow gives them tiny values in
+ALL_TINY."""
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+
 import pytest
 from entry_points import launch
 
@@ -14,11 +27,50 @@ ALL_TINY = ["--experiment=all", "--preset=quick", "--num_train=64", "--num_val=1
             "--methods=ew,mgda_ub,upgrad", "--problems=driving34,related_rho1",
             "--related_num_train=64", "--related_epochs=1", "--archs=mmoe", "--arch_rhos=1"]
 
+_CACHE_VARIABLES = {"JAX_COMPILATION_CACHE_DIR": None,  # set to a fresh folder per session
+                    # Tiny programs compile in well under the default 1 s threshold.
+                    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+
+
+def _is_controller(config) -> bool:
+  return not hasattr(config, "workerinput")
+
+
+def pytest_configure(config):
+  """Before jax is imported anywhere and before xdist starts its workers, which
+  inherit this environment (as do the launches the tests start)."""
+  if _is_controller(config) and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    config._mtl_jax_cache = tempfile.mkdtemp(prefix="mtl_jax_tests_jit_cache_")
+    os.environ.update({**_CACHE_VARIABLES, "JAX_COMPILATION_CACHE_DIR": config._mtl_jax_cache})
+
+
+def pytest_unconfigure(config):
+  cache = getattr(config, "_mtl_jax_cache", None)
+  if cache:
+    shutil.rmtree(cache, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _exclusive(path: str):
+  with open(path, "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(lock, fcntl.LOCK_UN)
+
 
 @pytest.fixture(scope="session")
-def all_experiments(tmp_path_factory):
-  """(launch result, output folder with one subfolder per experiment)."""
-  out = tmp_path_factory.mktemp("all_experiments")
-  result = launch(*ALL_TINY, f"--out_dir={out}", timeout=900)
-  assert result.returncode == 0, result.stderr
-  return result, out
+def all_experiments(tmp_path_factory, worker_id):
+  """(launch result, output folder with one subfolder per experiment), made once per
+  test session: the first xdist worker to ask runs it, the other waits and reads it."""
+  shared = tmp_path_factory.getbasetemp() if worker_id == "master" else \
+      tmp_path_factory.getbasetemp().parent
+  out, saved = shared / "all_experiments", shared / "all_experiments.json"
+  with _exclusive(str(shared / "all_experiments.lock")):
+    if not saved.exists():
+      result = launch(*ALL_TINY, f"--out_dir={out}", timeout=900)
+      saved.write_text(json.dumps([result.returncode, result.stdout, result.stderr]))
+  code, stdout, stderr = json.loads(saved.read_text())
+  assert code == 0, stderr
+  return subprocess.CompletedProcess(ALL_TINY, code, stdout, stderr), out
