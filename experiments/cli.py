@@ -123,6 +123,19 @@ ARCH_FLAGS = {name: {key: _arch_flag(name, key, default) for key, default in arc
 PATIENCE = flags.DEFINE_integer(
     "patience", 0, "Stop a group of seeds once none has improved its validation loss for this "
     "many epochs (0: train every epoch).", lower_bound=0)
+# Read data of a few hundred rows gives a handful of batches per epoch: 12 epochs at
+# batch 128 of 300 rows is 24 steps, and every seed selects its last epoch. So read
+# data trains for a number of optimizer steps unless --epochs says otherwise: about
+# what the default run on the driving scenes takes (6,000 / 128 x 12 = 552), rounded
+# up, with the best validation epoch kept.
+READ_DATA_STEPS = 1000
+TRAIN_STEPS = flags.DEFINE_integer(
+    "train_steps", None, "Optimizer steps per run, rounded up to whole epochs; instead of "
+    f"--epochs. Default: {READ_DATA_STEPS} for read data (csv/npz/arff/tfds) unless --epochs is "
+    "given, else --epochs.", lower_bound=1, upper_bound=100_000_000)
+WEIGHT_DECAY = flags.DEFINE_float(
+    "weight_decay", 0.0, "Decoupled weight decay on every parameter (--optimizer=adam becomes "
+    "AdamW); 0: none.", lower_bound=0.0)
 # numpy's seeds are non-negative; one 32-bit word gives 4 billion datasets and stays an
 # exact integer for every reader of results.jsonl.
 DATA_SEED = flags.DEFINE_integer("data_seed", 0, "Seed of the generated dataset and its missing-label mask.",
@@ -206,7 +219,19 @@ def train_config() -> TrainConfig:
     raise InputError(f"--batch_size={BATCH_SIZE.value} exceeds --num_train={NUM_TRAIN.value}")
   return TrainConfig(LEARNING_RATE.value, BATCH_SIZE.value, EPOCHS.value, OPTIMIZER.value,
                      SELECT_EPOCH.value, patience=PATIENCE.value, method=METHOD.value,
-                     method_options=method_options())
+                     method_options=method_options(), steps=train_steps(),
+                     weight_decay=WEIGHT_DECAY.value)
+
+
+def train_steps(read_data: Optional[bool] = None) -> int:
+  """--train_steps; for read data (default: is --dataset read?) without --epochs,
+  READ_DATA_STEPS; else 0 (train --epochs)."""
+  if _chosen(TRAIN_STEPS) and _chosen(EPOCHS):
+    raise InputError(f"give --epochs={EPOCHS.value} or --train_steps={TRAIN_STEPS.value}, not both")
+  if _chosen(TRAIN_STEPS):
+    return TRAIN_STEPS.value
+  read_data = bool(read_kind(DATASET.value)) if read_data is None else read_data
+  return READ_DATA_STEPS if read_data and not _chosen(EPOCHS) else 0
 
 
 def method_options(method: Optional[str] = None) -> tuple[tuple[str, float], ...]:

@@ -29,7 +29,9 @@ SPLITS = ("val", "test")
 # reused (sweep.run_pending retrains it and says how many it set aside).
 # 2: combination step, epoch selection on the selected tasks with budgeted validation
 #    labels, no-epoch-selected status, hashes of the relevant data fields only.
-RESULTS_VERSION = 2
+# 3: training sized in optimizer steps (TrainConfig.steps) and weight decay: every
+#    config, and so every hash, gained the two fields.
+RESULTS_VERSION = 3
 
 
 def config_hash(config: dict) -> str:

@@ -17,6 +17,7 @@ from mtl_jax.checkpoints import CheckpointSettings, EpochCheckpoints
 from mtl_jax.results import (RESULTS_VERSION, WriteError, append_result, config_hash, line_numbers,
                              read_records)
 from mtl_jax.runs import RunConfig, run_arm
+from mtl_jax.train import planned_epochs
 
 
 class SweepInterrupted(Exception):
@@ -115,7 +116,11 @@ def _train_groups(groups, load_data, results_path: str, done: dict, train_missin
         print(f"  {name}: all {len(group)} seeds already in {results_path}; skipped", flush=True)
       continue
     start = time.perf_counter()
-    epochs = group[0].train.epochs
+    data = load_data(group[0].data)
+    epochs = planned_epochs(group[0].train, len(data.train.y))
+    if group[0].train.steps:
+      print(f"  {name}: {group[0].train.steps} optimizer steps, {epochs} epochs of "
+            f"{len(data.train.y) // group[0].train.batch_size} batches of {group[0].train.batch_size}", flush=True)
 
     def log(epoch: int, loss_S: np.ndarray, phase: str = "epoch"):
       finite = loss_S[np.isfinite(loss_S)]
@@ -124,7 +129,6 @@ def _train_groups(groups, load_data, results_path: str, done: dict, train_missin
       print(f"  {name}: {phase} {epoch:>3}/{epochs}  {loss}{failed}  "
             f"{time.perf_counter() - start:6.1f}s", flush=True)
 
-    data = load_data(group[0].data)
     checkpoints = _group_checkpoints(todo, checkpointing)
     records = run_arm(todo, data, log, checkpoints)
     for record in records:

@@ -51,6 +51,12 @@ class TrainConfig:
   method: str = methods.DEFAULT_METHOD  # a key of methods.METHODS: the combination step
   # The method's hyper-parameters that differ from its defaults, (name, value) pairs.
   method_options: tuple[tuple[str, float], ...] = ()
+  # > 0: train this many optimizer steps instead of `epochs`, rounded up to whole epochs
+  # (planned_epochs): how read data of any size gets enough steps (cli.train_config).
+  steps: int = 0
+  # Decoupled weight decay (AdamW, Loshchilov & Hutter 2019; for sgd the same
+  # p -= lr * (g + weight_decay * p)) on every parameter; 0: plain Adam / SGD.
+  weight_decay: float = 0.0
 
 
 @dataclasses.dataclass
@@ -185,8 +191,25 @@ def _over_seeds(epoch, in_turn: Optional[bool]):
   return in_turn
 
 
+def planned_epochs(config: TrainConfig, num_examples: int) -> int:
+  """config.epochs, or with config.steps the fewest whole epochs holding that many steps."""
+  if not config.steps:
+    return config.epochs
+  return -(-config.steps // max(num_examples // config.batch_size, 1))
+
+
+def make_optimizer(name: str, learning_rate: float, weight_decay: float = 0.0) -> optax.GradientTransformation:
+  """OPTIMIZERS[name], with decoupled weight decay added before the learning rate
+  scales the update (AdamW's order) when weight_decay > 0."""
+  if not weight_decay:
+    return OPTIMIZERS[name](learning_rate)
+  if name == "adam":
+    return optax.adamw(learning_rate, weight_decay=weight_decay)
+  return optax.chain(optax.add_decayed_weights(weight_decay), OPTIMIZERS[name](learning_rate))
+
+
 def _optimizer(config: TrainConfig, model: Model, freeze_shared: bool) -> optax.GradientTransformation:
-  optimizer = OPTIMIZERS[config.optimizer](config.learning_rate)
+  optimizer = make_optimizer(config.optimizer, config.learning_rate, config.weight_decay)
   if not freeze_shared:
     return optimizer
   label = lambda params: {k: jax.tree.map(lambda _: k in model.shared, v) for k, v in params.items()}
@@ -250,6 +273,7 @@ def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
   if not 1 <= config.batch_size <= len(x_train):
     raise InputError(f"batch size {config.batch_size} must be in [1, {len(x_train)}] "
                      "(the number of training examples)")
+  epochs = planned_epochs(config, len(x_train))
   method = method or methods.build_method(config.method, config.method_options)
   x_train, y_train = jax.device_put(x_train), jax.device_put(y_train)  # resident from here on
   if freeze_shared and pretrained_shared is None:
@@ -289,7 +313,7 @@ def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
   val_loss_fn = validation and _val_loss_fn(model, *validation, select_T)
   # Validation picks one epoch per seed, or per seed and task for separate networks.
   selection_shape = (len(keys_S), *([num_tasks] if model.per_task_params else []))
-  state, history = _initial_state(params, opt_state, method_state, selection_shape, config.epochs,
+  state, history = _initial_state(params, opt_state, method_state, selection_shape, epochs,
                                   num_tasks)
   epochs_done = 0
   restored = checkpoints and checkpoints.restore(_checkpointed(state, history))
@@ -297,13 +321,13 @@ def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
     epochs_done, saved = restored
     state, history = saved["state"], History(**{k: np.array(v) for k, v in saved["history"].items()})
   # Made before the loop, so that the loop itself moves no Python numbers to the device.
-  epoch_numbers = jnp.arange(1, config.epochs + 1)
+  epoch_numbers = jnp.arange(1, epochs + 1)
   per_epoch = lambda keys_S: list(jax.vmap(lambda e: jax.vmap(lambda k: jax.random.fold_in(k, e))(keys_S))(
       epoch_numbers - 1))
   shuffle_epoch_keys, method_epoch_keys = per_epoch(shuffle_keys_S), per_epoch(method_keys_S)
   epoch_numbers = list(epoch_numbers)
   stopped_early = False
-  for e in range(epochs_done, config.epochs):
+  for e in range(epochs_done, epochs):
     # Inside an epoch nothing moves between host and device but its losses, fetched
     # explicitly once at the end (enforced where transfers are real, on accelerators).
     with jax.transfer_guard("disallow"):
@@ -326,7 +350,7 @@ def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
       log(epochs_done, history.loss_ExS[e])
     if history.diverged_step_S.all() or (
         config.patience and val_loss_fn and epochs_done - best_epoch.max() >= config.patience):
-      stopped_early = epochs_done < config.epochs
+      stopped_early = epochs_done < epochs
       break  # every seed has diverged, or none has improved for `patience` epochs
   if config.select_epoch == "best_val":
     params, selected = state.best_params, np.asarray(jax.device_get(state.best_epoch))
