@@ -216,7 +216,7 @@ def _convert(attribute: Attribute, tokens: np.ndarray, locate) -> np.ndarray:
     index = {value: float(i) for i, value in enumerate(attribute.values)}
     index[MISSING] = np.nan
     unique, inverse = np.unique(tokens, return_inverse=True)
-    unknown = [u for u in unique if u not in index]
+    unknown = [str(u) for u in unique if u not in index]
     if unknown:
       at = int(np.flatnonzero(tokens.ravel() == unknown[0])[0])
       raise InputError(f"{locate(at)}: {unknown[0]!r} is not one of its values "
@@ -233,7 +233,7 @@ def _convert(attribute: Attribute, tokens: np.ndarray, locate) -> np.ndarray:
     raise
   bad = np.flatnonzero(~(np.isfinite(codes) | missing).ravel())
   if bad.size:
-    raise InputError(f"{locate(int(bad[0]))} is {tokens.ravel()[bad[0]]!r}; write a number, or ? "
+    raise InputError(f"{locate(int(bad[0]))} is {str(tokens.ravel()[bad[0]])!r}; write a number, or ? "
                      "for a missing value")
   return codes
 

@@ -178,8 +178,8 @@ def read_arff(train_file: File, test_file: Optional[File] = None, label_file: Op
   if test_file:
     parts.append(arff.parse(*test_file))
     _check_same_attributes(train, parts[1])
-  x = np.concatenate([_features(part, layout.features, impute) for part in parts])
   y = np.concatenate([_labels(part, layout.tasks) for part in parts])
+  x = np.concatenate([_features(part, layout.features, impute) for part in parts])
   split = np.repeat(["train", "test"][:len(parts)], [len(part.codes) for part in parts]) if test_file else None
   return tables.Table(x=x, y=y, task_names=tuple(train.names[j] for j in layout.tasks), split=split,
                       feature_names=tuple(n for j in layout.features for n in _feature_names(train.attributes[j])),
