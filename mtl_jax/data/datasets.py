@@ -131,7 +131,7 @@ def check_data_config(config: DataConfig) -> None:
     raise InputError(f"val_frac and test_frac must be in (0, 1) with a sum below 1; "
                      f"got {config.val_frac}, {config.test_frac}")
   if config.label_columns and kind not in (*tables.READERS, "arff"):
-    raise InputError(f"label columns are for csv:, npz: and arff: datasets, not {config.dataset!r}")
+    raise InputError(f"label columns are for csv: and npz: datasets (and arff:), not {config.dataset!r}")
   _check_column_options(config, kind)
   if config.tasks and config.dataset == "related":
     raise InputError("the related dataset's tasks cannot be chosen by name; set their number")
