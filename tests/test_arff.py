@@ -174,6 +174,7 @@ def test_the_standard_split_uses_the_test_file_and_cuts_validation_from_train(tm
     ("p1,1,0,red,YES,1,0,{2}\n", "instance weights"),
     ("p1,'open,0,red,YES,1,0\n", "a quote that is not closed"),
     ("p1,1,0,red,YES,2,0\n", "line 12, attribute 'a': '2' is not one of its values {0,1}"),
+    ("p1,1e39,0,red,YES,1,0\n", "line 12, attribute 'f one' is 1e39, beyond float32's range"),
 ])
 def test_bad_rows_are_one_clear_error(tmp_path, rows, expected):
   with pytest.raises(InputError, match=re.escape(expected)):

@@ -7,11 +7,11 @@ string and date attributes; dense rows and sparse rows (`{index value, ...}`, in
 from 0), mixed freely; `?` for a missing value. As in Weka, a value a sparse row
 leaves out is 0: the number 0, or a nominal attribute's first declared value.
 
-Every cell becomes a float64 code (`Arff.codes`): a numeric value, the index of a
+Every cell becomes a float32 code (`Arff.codes`; a number beyond float32 is refused): a numeric value, the index of a
 nominal value among the declared ones, NaN where missing; string and date cells are
-not kept (they are never features, arff_table.py). Tokens are converted a whole
-column (or group of like columns) at a time, so a 10 MB sparse file parses in about
-a second (benchmarks/arff_read.py). Relational attributes and instance weights are
+not kept (they are never features, arff_table.py). Rows are tokenized a chunk at a
+time and each chunk's tokens converted a group of like columns at once, which keeps
+both time and memory down (benchmarks/arff_read.py). Relational attributes and instance weights are
 refused with one clear error rather than read wrongly.
 """
 import dataclasses
@@ -19,7 +19,7 @@ import re
 
 import numpy as np
 
-from mtl_jax.data.tables import decode
+from mtl_jax.data.tables import FLOAT32_MAX, decode
 from mtl_jax.errors import InputError
 
 NUMERIC_TYPES = ("numeric", "real", "integer")
@@ -42,7 +42,7 @@ class Arff:
   path: str
   relation: str
   attributes: tuple[Attribute, ...]
-  codes: np.ndarray  # [N, A] float64: numeric value or nominal index; NaN where missing
+  codes: np.ndarray  # [N, A] float32: numeric value or nominal index; NaN where missing
   lines: np.ndarray  # [N] the file line of each row, for messages
 
   @property
@@ -151,15 +151,20 @@ def _header(lines: list[str], path: str) -> tuple[str, list[Attribute], int]:
   raise InputError(f"{path}: no @data line; an ARFF file declares its @attribute lines, then @data")
 
 
+# Rows are tokenized and converted this many at a time, so that the Python strings
+# of a large file's tokens never exist all at once (a 10 MB sparse file has 1.5
+# million entries).
+ROWS_PER_CHUNK = 2048
+
+
 @dataclasses.dataclass
-class _Cells:
-  """The tokens of the data section: dense rows as a [rows, A] list, sparse entries as
-  (row, column, token) lists; rows numbered in file order."""
-  lines: list = dataclasses.field(default_factory=list)
+class _Chunk:
+  """The tokens of a run of data rows (numbered in file order): dense rows as one
+  token list per row, sparse entries as parallel (row, index, value) lists."""
   dense_rows: list = dataclasses.field(default_factory=list)
   dense_tokens: list = dataclasses.field(default_factory=list)
   sparse_rows: list = dataclasses.field(default_factory=list)
-  sparse_columns: list = dataclasses.field(default_factory=list)
+  sparse_indices: list = dataclasses.field(default_factory=list)
   sparse_tokens: list = dataclasses.field(default_factory=list)
 
 
@@ -168,44 +173,51 @@ def _weights_error(path: str, line: int) -> InputError:
                     "remove them")
 
 
-def _add_sparse(cells: _Cells, text: str, path: str, line: int, num_attributes: int) -> None:
+def _add_sparse(chunk: _Chunk, row: int, text: str, path: str, line: int) -> None:
   body, close, rest = text[1:].partition("}")
   if not close:
     raise InputError(f"{_where(path, line)}: a sparse row opens with '{{' but has no closing '}}'")
   if rest.strip():
     raise _weights_error(path, line) if rest.strip().startswith(",") else InputError(
         f"{_where(path, line)}: {rest.strip()[:40]!r} after a sparse row's closing '}}'")
-  row = len(cells.lines) - 1
-  for index, token in _sparse_entries(body, path, line):
-    if not index.isdigit() or int(index) >= num_attributes:
-      raise InputError(f"{_where(path, line)}: sparse index {index!r} is not one of the "
-                       f"{num_attributes} attributes (0 to {num_attributes - 1})")
-    cells.sparse_rows.append(row)
-    cells.sparse_columns.append(int(index))
-    cells.sparse_tokens.append(unquote(token.strip()))
+  flat = body.replace(",", " ").split()
+  if "'" in body or '"' in body or len(flat) % 2:
+    pairs = _sparse_entries(body, path, line)
+    flat = [item for pair in pairs for item in pair]
+  chunk.sparse_rows.extend([row] * (len(flat) // 2))
+  chunk.sparse_indices.extend(flat[0::2])
+  chunk.sparse_tokens.extend(flat[1::2])
 
 
-def _cells(lines: list[str], start: int, path: str, num_attributes: int) -> _Cells:
-  cells = _Cells()
-  for i in range(start, len(lines)):
-    text = lines[i].strip()
-    if not text or text.startswith("%"):
-      continue
-    cells.lines.append(i + 1)
+def _chunk(texts: list[str], first_row: int, lines: np.ndarray, path: str, num_attributes: int) -> _Chunk:
+  chunk = _Chunk()
+  for row, text in enumerate(texts, first_row):
     if text.startswith("{"):
-      _add_sparse(cells, text, path, i + 1, num_attributes)
+      _add_sparse(chunk, row, text, path, lines[row])
       continue
-    tokens = split_values(text, path, i + 1)
+    tokens = split_values(text, path, lines[row])
     if len(tokens) == num_attributes + 1 and tokens[-1].startswith("{"):
-      raise _weights_error(path, i + 1)
+      raise _weights_error(path, lines[row])
     if len(tokens) != num_attributes:
-      raise InputError(f"{_where(path, i + 1)} has {len(tokens)} values but the file declares "
+      raise InputError(f"{_where(path, lines[row])} has {len(tokens)} values but the file declares "
                        f"{num_attributes} attributes")
-    cells.dense_rows.append(len(cells.lines) - 1)
-    cells.dense_tokens.append(tokens)
-  if not cells.lines:
-    raise InputError(f"{path} has no data rows after @data")
-  return cells
+    chunk.dense_rows.append(row)
+    chunk.dense_tokens.append(tokens)
+  return chunk
+
+
+def _sparse_columns(chunk: _Chunk, lines: np.ndarray, path: str, num_attributes: int) -> np.ndarray:
+  indices = chunk.sparse_indices
+  try:  # int() on each is several times faster than numpy's string-to-int cast
+    columns = np.fromiter(map(int, indices), dtype=np.int64, count=len(indices))
+    bad = np.flatnonzero((columns < 0) | (columns >= num_attributes))
+  except ValueError:
+    bad = [i for i, index in enumerate(indices) if not index.isdigit()]
+  if len(bad):
+    raise InputError(f"{_where(path, lines[chunk.sparse_rows[bad[0]]])}: sparse index "
+                     f"{indices[bad[0]]!r} is not one of the {num_attributes} attributes "
+                     f"(0 to {num_attributes - 1})")
+  return columns
 
 
 def _convert(attribute: Attribute, tokens: np.ndarray, locate) -> np.ndarray:
@@ -235,6 +247,10 @@ def _convert(attribute: Attribute, tokens: np.ndarray, locate) -> np.ndarray:
   if bad.size:
     raise InputError(f"{locate(int(bad[0]))} is {str(tokens.ravel()[bad[0]])!r}; write a number, or ? "
                      "for a missing value")
+  beyond = np.flatnonzero((np.abs(np.nan_to_num(codes)) > FLOAT32_MAX).ravel())
+  if beyond.size:
+    raise InputError(f"{locate(int(beyond[0]))} is {str(tokens.ravel()[beyond[0]])}, beyond float32's "
+                     "range, in which the model computes; rescale that attribute")
   return codes
 
 
@@ -249,16 +265,16 @@ def _groups(attributes: list[Attribute]) -> dict:
   return groups
 
 
-def _codes(cells: _Cells, attributes: list[Attribute], path: str) -> np.ndarray:
-  codes = np.zeros((len(cells.lines), len(attributes)), dtype=np.float64)
-  lines = np.asarray(cells.lines)
+def _fill(codes: np.ndarray, chunk: _Chunk, attributes: list[Attribute], groups: dict,
+          lines: np.ndarray, path: str) -> None:
+  """Writes a chunk's cells into codes, converting each group of like columns at once."""
   names = [a.name for a in attributes]
-  dense = np.asarray(cells.dense_tokens, dtype=str).reshape(len(cells.dense_rows), len(attributes))
-  dense_rows = np.asarray(cells.dense_rows, dtype=np.int64)
-  rows = np.asarray(cells.sparse_rows, dtype=np.int64)
-  cols = np.asarray(cells.sparse_columns, dtype=np.int64)
-  tokens = np.asarray(cells.sparse_tokens, dtype=str)
-  for attribute, columns in _groups(attributes).values():
+  dense_rows = np.asarray(chunk.dense_rows, dtype=np.int64)
+  dense = np.asarray(chunk.dense_tokens, dtype=str).reshape(len(dense_rows), len(attributes))
+  rows = np.asarray(chunk.sparse_rows, dtype=np.int64)
+  cols = _sparse_columns(chunk, lines, path, len(attributes))
+  tokens = np.asarray(chunk.sparse_tokens, dtype=str)
+  for attribute, columns in groups.values():
     if len(dense_rows):
       block = dense[:, columns]
       where = lambda at, b=block, c=columns: (f"{_where(path, lines[dense_rows[at // b.shape[1]]])}, "
@@ -269,7 +285,23 @@ def _codes(cells: _Cells, attributes: list[Attribute], path: str) -> np.ndarray:
       where = lambda at, ch=chosen: (f"{_where(path, lines[rows[ch[at]]])}, "
                                      f"attribute {names[cols[ch[at]]]!r}")
       codes[rows[chosen], cols[chosen]] = _convert(attribute, tokens[chosen], where)
-  return codes
+
+
+def _data(lines: list[str], start: int, attributes: list[Attribute], path: str
+          ) -> tuple[np.ndarray, np.ndarray]:
+  """(codes [N, A] float32, the file line of each row) of the data section."""
+  numbered = [(i + 1, text.strip()) for i, text in enumerate(lines[start:], start)]
+  rows = [(line, text) for line, text in numbered if text and not text.startswith("%")]
+  if not rows:
+    raise InputError(f"{path} has no data rows after @data")
+  row_lines = np.asarray([line for line, _ in rows])
+  codes = np.zeros((len(rows), len(attributes)), dtype=np.float32)
+  groups = _groups(attributes)
+  for first in range(0, len(rows), ROWS_PER_CHUNK):
+    texts = [text for _, text in rows[first:first + ROWS_PER_CHUNK]]
+    _fill(codes, _chunk(texts, first, row_lines, path, len(attributes)), attributes, groups,
+          row_lines, path)
+  return codes, row_lines
 
 
 def parse(path: str, data: bytes) -> Arff:
@@ -281,5 +313,5 @@ def parse(path: str, data: bytes) -> Arff:
   twice = [name for i, name in enumerate(names) if name in names[:i]]
   if twice:
     raise InputError(f"{path}: two attributes are named {twice[0]!r}")
-  cells = _cells(lines, start, path, len(attributes))
-  return Arff(path, relation, tuple(attributes), _codes(cells, attributes, path), np.asarray(cells.lines))
+  codes, row_lines = _data(lines, start, attributes, path)
+  return Arff(path, relation, tuple(attributes), codes, row_lines)
