@@ -5,7 +5,8 @@
 For the four shared MULAN sets (skipped where absent) and a generated sparse file of
 about --generated_mb MB (enron-like: 1001 binary word features, 50 labels by MEKA's
 -C -50), it prints the read rate (the median of --repeats reads of train and test
-file into features and labels, arff_table.read_arff) and the peak memory of one read
+file into features and labels, arff_table.read_arff; wall and CPU seconds: on a
+shared machine the CPU time is the better guide) and the peak memory of one read
 (tracemalloc, in its own pass: tracing slows the parse). Then the memory question:
 the dense float32 features the device holds against a CSR copy (float32 values and
 int32 indices), and the peak of the whole load_dataset (splits, standardisation).
@@ -59,11 +60,12 @@ def measure(name: str, paths: list[str], label_columns: tuple[str, ...]) -> None
   label_path = label_sources.find_label_file(paths[0])
   train, test, labels = _files(paths, label_path)
   size = sum(len(f[1]) for f in (train, test) if f)
-  times = []
+  times, cpu = [], []
   for _ in range(FLAGS.repeats):
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     table = arff_table.read_arff(train, test, labels, label_columns)
     times.append(time.perf_counter() - start)
+    cpu.append(time.process_time() - start_cpu)
   tracemalloc.start()
   arff_table.read_arff(train, test, labels, label_columns)
   read_peak = tracemalloc.get_traced_memory()[1]
@@ -73,18 +75,18 @@ def measure(name: str, paths: list[str], label_columns: tuple[str, ...]) -> None
                           missing_frac=0.0, label_columns=label_columns))
   load_peak = tracemalloc.get_traced_memory()[1]
   tracemalloc.stop()
-  seconds = float(np.median(times))
+  seconds, cpu_seconds = float(np.median(times)), float(np.median(cpu))
   nonzero = int(np.count_nonzero(table.x))
   dense, csr = table.x.nbytes, nonzero * 8 + (len(table.x) + 1) * 4
   print(f"{name:<10} {size / MB:6.2f} MB {table.x.shape[0]:>6} x {table.x.shape[1]:<5} {len(table.task_names):>4} "
-        f"labels  {seconds:6.2f} s {size / MB / seconds:6.1f} MB/s  read peak {read_peak / MB:6.1f} MB  "
+        f"labels  {seconds:5.2f} s ({cpu_seconds:4.2f} s CPU) {size / MB / seconds:5.1f} MB/s  read peak {read_peak / MB:6.1f} MB  "
         f"dense x {dense / MB:6.1f} MB, CSR {csr / MB:5.1f} MB ({nonzero / table.x.size:.1%} nonzero)  "
         f"load_dataset peak {load_peak / MB:6.1f} MB")
 
 
 def main(argv):
   del argv
-  print("set          file    rows x features  labels   read     rate    memory")
+  print("set          file    rows x features  labels   read (median)              rate     memory")
   mulan = os.path.normpath(FLAGS.mulan_dir)
   if os.path.isdir(mulan):
     for name, (train, test, label_columns) in MULAN_SETS.items():

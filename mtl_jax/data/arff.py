@@ -151,10 +151,10 @@ def _header(lines: list[str], path: str) -> tuple[str, list[Attribute], int]:
   raise InputError(f"{path}: no @data line; an ARFF file declares its @attribute lines, then @data")
 
 
-# Rows are tokenized and converted this many at a time, so that the Python strings
-# of a large file's tokens never exist all at once (a 10 MB sparse file has 1.5
-# million entries).
-ROWS_PER_CHUNK = 2048
+# Rows are tokenized and converted a chunk of about this many cells (a dense row has
+# one per attribute) at a time, so that the Python strings of a large file's tokens
+# never exist all at once (a 10 MB sparse file has 1.5 million entries).
+CELLS_PER_CHUNK = 250_000
 
 
 @dataclasses.dataclass
@@ -297,8 +297,9 @@ def _data(lines: list[str], start: int, attributes: list[Attribute], path: str
   row_lines = np.asarray([line for line, _ in rows])
   codes = np.zeros((len(rows), len(attributes)), dtype=np.float32)
   groups = _groups(attributes)
-  for first in range(0, len(rows), ROWS_PER_CHUNK):
-    texts = [text for _, text in rows[first:first + ROWS_PER_CHUNK]]
+  per_chunk = min(4096, max(64, CELLS_PER_CHUNK // len(attributes)))
+  for first in range(0, len(rows), per_chunk):
+    texts = [text for _, text in rows[first:first + per_chunk]]
     _fill(codes, _chunk(texts, first, row_lines, path, len(attributes)), attributes, groups,
           row_lines, path)
   return codes, row_lines
