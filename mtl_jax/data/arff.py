@@ -51,9 +51,9 @@ class Arff:
 
 
 # One value of a comma-separated list: quoted (with escapes) or plain, then a comma or the end.
-_VALUE = re.compile(r"""\s*('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^,'"]*?)\s*(,|$)""")
+_VALUE = re.compile(r"""\s*('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^,'"]*?)\s*(?P<sep>,|$)""")
 # One entry of a sparse row: an index, spaces, a quoted or plain value, then a comma or the end.
-_SPARSE_ENTRY = re.compile(r"""\s*(\d+)\s+('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^,'"]*?)\s*(,|$)""")
+_SPARSE_ENTRY = re.compile(r"""\s*(\d+)\s+('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^,'"]*?)\s*(?P<sep>,|$)""")
 _ESCAPE = re.compile(r"\\(.)")
 _ESCAPED = {"n": "\n", "t": "\t", "r": "\r"}
 # A name after @relation / @attribute: quoted, or up to the first white space.
@@ -70,40 +70,34 @@ def _where(path: str, line: int) -> str:
   return f"{path}: line {line}"
 
 
+def _scan(pattern: re.Pattern, text: str, path: str, line: int, what: str) -> list[re.Match]:
+  """The successive matches of `pattern` (whose group 'sep' is a comma or the end) over
+  the whole of `text`; one clear error where it stops matching."""
+  matches, pos = [], 0
+  while True:
+    match = pattern.match(text, pos)
+    if match is None:
+      raise InputError(f"{_where(path, line)}: {text[pos:pos + 40].strip()!r} is not {what}")
+    matches.append(match)
+    if not match.group("sep"):
+      return matches
+    pos = match.end()
+
+
 def split_values(text: str, path: str, line: int) -> list[str]:
   """A comma-separated list of values, unquoted; one clear error for an open quote."""
   if "'" not in text and '"' not in text:
     return [token.strip() for token in text.split(",")]
-  tokens, pos = [], 0
-  while True:
-    match = _VALUE.match(text, pos)
-    if match is None:
-      raise InputError(f"{_where(path, line)}: cannot split {text[pos:pos + 40]!r} into values "
-                       "(a quote that is not closed, or a quote inside an unquoted value?)")
-    tokens.append(unquote(match.group(1)))
-    if not match.group(2):
-      return tokens
-    pos = match.end()
+  return [unquote(m.group(1)) for m in _scan(_VALUE, text, path, line, "a value (a quote that is "
+                                             "not closed, or a quote inside an unquoted value?)")]
 
 
 def _sparse_entries(body: str, path: str, line: int) -> list[tuple[str, str]]:
   """(index, value) pairs of a sparse row's body, the text between its braces."""
   if not body.strip():
     return []
-  if "'" not in body and '"' not in body:
-    pairs = [entry.split(None, 1) for entry in body.split(",")]
-    if all(len(pair) == 2 for pair in pairs):
-      return pairs
-  entries, pos = [], 0
-  while True:
-    match = _SPARSE_ENTRY.match(body, pos)
-    if match is None:
-      raise InputError(f"{_where(path, line)}: {body[pos:pos + 40].strip()!r} is not a sparse "
-                       "entry 'index value'")
-    entries.append((match.group(1), unquote(match.group(2))))
-    if not match.group(3):
-      return entries
-    pos = match.end()
+  return [(m.group(1), unquote(m.group(2)))
+          for m in _scan(_SPARSE_ENTRY, body, path, line, "a sparse entry 'index value'")]
 
 
 def _attribute(text: str, path: str, line: int) -> Attribute:
