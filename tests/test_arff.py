@@ -9,7 +9,7 @@ import pytest
 from entry_points import launch
 
 from mtl_jax.data import arff_table
-from mtl_jax.data.datasets import DataConfig, load_dataset
+from mtl_jax.data.datasets import DataConfig, data_identity, load_dataset
 from mtl_jax.errors import InputError
 
 HEADER = """% a comment, then keywords in any case
@@ -95,6 +95,17 @@ def test_a_mulan_label_file_beside_the_arff_is_found(tmp_path, stem, xml_name):
   assert data.task_names == ("b", "a")
   assert data.notes[0] == f"labels: 2 from {xml_name}"
   assert "present" in data.feature_names and "a" not in data.feature_names
+
+
+def test_an_explicit_label_file_and_every_file_in_the_run_hash(tmp_path):
+  path = write(tmp_path / "t.arff", HEADER.replace("-C -2", "plain") + DENSE * 4)
+  labels = write(tmp_path / "my labels.xml", label_xml("a", "b"))
+  chosen = config(path, label_file=labels, val_frac=0.25, test_frac=0.25)
+  assert load_dataset(chosen).task_names == ("a", "b")
+  before = data_identity(chosen)
+  assert {"file_sha1", "label_file_sha1"} <= set(before)
+  write(tmp_path / "my labels.xml", label_xml("b", "a", "present"))  # another size: a new read
+  assert data_identity(chosen)["label_file_sha1"] != before["label_file_sha1"]
 
 
 @pytest.mark.parametrize("relation, flag, tasks", [
