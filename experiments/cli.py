@@ -20,7 +20,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from mtl_jax import memory_estimate
-from mtl_jax.data import driving
+from mtl_jax.data import driving, impute
 from mtl_jax.data.datasets import DATASETS, DataConfig, read_kind
 from mtl_jax.errors import InputError
 from mtl_jax.methods import DEFAULT_METHOD, METHODS, build_method, hyper_parameters
@@ -37,10 +37,28 @@ DATASET = flags.DEFINE_string(
     "dataset", "driving", f"Dataset to train on: {', '.join(DATASETS)}. driving: procedural "
     "road scenes (tasks pedestrian, car, stop_sign, traffic_light); related: vectors with "
     "tunable task relatedness; csv:/npz:PATH: your own table (README, 'Your own data'); "
+    "arff:PATH (or arff:TRAIN,TEST): a MULAN/MEKA ARFF file, dense or sparse (docs/data.md); "
     "tfds:NAME: a prepared TFDS multi-label image set (celeb_a, voc/2007, coco/2017).")
 LABEL_COLUMNS = flags.DEFINE_list(
-    "label_columns", [], "csv/npz: the label columns (tasks), in order; by default every CSV "
-    "column whose header starts with 'label:', or every column of an NPZ file's y.")
+    "label_columns", [], "csv/npz/arff: the label columns (tasks), in order: names, or last:N / "
+    "first:N (the last or first N columns that are not ignored); by default every CSV column "
+    "whose header starts with 'label:', every column of an NPZ file's y, or an ARFF file's "
+    "label file or MEKA -C. Beats a label file, which beats MEKA's -C; the run says which it used.")
+# -- Issue 15: ARFF files and explicit feature columns (one block, for merging) --
+IGNORE_COLUMNS = flags.DEFINE_list(
+    "ignore_columns", [], "csv/arff: columns that are neither features nor labels (ids, labels "
+    "you do not train); every other non-label column is a feature, and the run lists them.")
+IMPUTE = flags.DEFINE_enum(
+    "impute", "none", impute.IMPUTE, "csv/arff: missing feature cells ('?'): none, an error "
+    "naming the row and column; mean, the train split's column mean; zero, 0. The run says "
+    "how many cells it filled. Missing labels are always masked, never imputed.")
+TEST_FILE = flags.DEFINE_string(
+    "test_file", "", "arff: the standard split's test file (or --dataset=arff:TRAIN,TEST); it must "
+    "declare the same attributes; validation is then cut from the train file only (--val_frac).")
+LABEL_FILE = flags.DEFINE_string(
+    "label_file", "", "arff: a MULAN label file (XML); by default PATH.xml or STEM.xml beside "
+    "the train file (enron-train.arff -> enron.xml), if there is one.")
+# -- end of issue 15's block --
 DATA_DIR = flags.DEFINE_string("data_dir", "~/tensorflow_datasets", "tfds: where TFDS datasets are prepared.")
 TASK_BUDGET = flags.DEFINE_list(
     "task_budget", [], "Per-task label budgets TASK:COUNT,...: each named task keeps only COUNT "
@@ -197,7 +215,9 @@ def data_config() -> DataConfig:
   return DataConfig(
       dataset=DATASET.value, num_train=size(NUM_TRAIN), num_val=size(NUM_VAL),
       num_test=size(NUM_TEST), val_frac=VAL_FRAC.value, test_frac=TEST_FRAC.value,
-      label_columns=tuple(LABEL_COLUMNS.value), data_dir=DATA_DIR.value,
+      label_columns=tuple(LABEL_COLUMNS.value), ignore_columns=tuple(IGNORE_COLUMNS.value),
+      impute=IMPUTE.value, test_file=TEST_FILE.value, label_file=LABEL_FILE.value,
+      data_dir=DATA_DIR.value,
       missing_frac=0.0 if read and not _chosen(MISSING_FRAC) else MISSING_FRAC.value,
       label_budget=task_budget(), data_seed=DATA_SEED.value,
       scenes=SceneConfig(image_size=IMAGE_SIZE.value))
@@ -209,8 +229,8 @@ def generated_train_size() -> int | None:
 
 
 def encoder_spec() -> EncoderSpec:
-  """A CSV holds feature vectors, not images: its encoder is the MLP unless chosen."""
-  csv_default = read_kind(DATASET.value) == "csv" and not _chosen(ENCODER)
+  """A CSV or ARFF file holds feature vectors, not images: its encoder is the MLP unless chosen."""
+  csv_default = read_kind(DATASET.value) in ("csv", "arff") and not _chosen(ENCODER)
   return EncoderSpec("mlp" if csv_default else ENCODER.value, WIDTH.value, DEPTH.value, DTYPE.value)
 
 

@@ -18,6 +18,7 @@ from typing import Callable, Hashable, Iterable, Iterator, Optional
 import numpy as np
 
 from mtl_jax.checkpoints import CheckpointSettings
+from mtl_jax.data.columns import describe_features
 from mtl_jax.data.datasets import DataConfig, MultiTaskData, load_dataset, read_kind, task_names
 from mtl_jax.errors import InputError
 from mtl_jax.models import EncoderSpec
@@ -121,7 +122,7 @@ def needs_images_for_cnn(encoders: Callable[[Settings], Iterable[str]] = own_enc
 
 
 # Whether a dataset's inputs are images, by dataset or reader; npz files may be either.
-_IMAGES = {"driving": True, "related": False, "csv": False, "tfds": True}
+_IMAGES = {"driving": True, "related": False, "csv": False, "arff": False, "tfds": True}
 
 
 def _images(data: DataConfig) -> bool:
@@ -247,6 +248,8 @@ def load_data_logged(config: DataConfig) -> MultiTaskData:
   print(f"  dataset {data.name} {data.input_shape}: train/val/test {len(data.train.y)}/"
         f"{len(data.val.y)}/{len(data.test.y)}, tasks {tasks}, {np.mean(data.train.y == -1):.0%} "
         f"of train labels missing ({time.perf_counter() - start:.1f}s)", flush=True)
+  for line in (*data.notes, *([describe_features(data.feature_names)] if data.feature_names else ())):
+    print(f"    {line}", flush=True)
   return data
 
 

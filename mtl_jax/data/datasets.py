@@ -2,7 +2,8 @@
 
 Two are generated (any size, every label known): the driving scenes and the related
 vectors. The rest are read: a user's CSV or NPZ table (`csv:PATH`, `npz:PATH`, see
-tables.py) or a prepared TFDS multi-label image set (`tfds:NAME`). Their splits are
+tables.py), an ARFF file with its label file and test file (`arff:PATH`, see
+arff_table.py) or a prepared TFDS multi-label image set (`tfds:NAME`). Their splits are
 their own where they have them; the rest are cut from the train split by a seed.
 
 Missing labels (--missing_frac) are hidden in the train and validation splits only:
@@ -12,17 +13,21 @@ hiding the rest: the images stay, so every arm of a comparison sees the same inp
 """
 import dataclasses
 import functools
+import os
 from typing import Optional
 
 import numpy as np
 
-from mtl_jax.data import driving, driving_tasks, files, missing, related, tables
+from mtl_jax.data import (arff_table, driving, driving_tasks, files, impute, label_sources, missing,
+                          related, tables)
 from mtl_jax.errors import InputError
 
 # driving: rendered road scenes; related: vectors whose tasks share features to a degree rho.
 GENERATED = ("driving", "related")
 # Read from files: KIND:PATH, or tfds:NAME for a prepared TFDS dataset.
-READ_KINDS = (*tables.READERS, "tfds")
+READ_KINDS = (*tables.READERS, "arff", "tfds")
+# Kinds whose columns have names: --label_columns first:N / last:N, --ignore_columns, --impute.
+NAMED_COLUMN_KINDS = ("csv", "arff")
 DATASETS = (*GENERATED, *(f"{kind}:{'NAME' if kind == 'tfds' else 'PATH'}" for kind in READ_KINDS))
 SPLITS = ("train", "val", "test")
 # How the training split treats a missing label: the masked loss ignores it; the two
@@ -45,6 +50,10 @@ class MultiTaskData:
   test: Split
   # Where each split's examples came from, recorded with every result.
   origins: dict = dataclasses.field(default_factory=dict)
+  # Read data: the name of each feature column, and what the reader decided that the
+  # user should see (label source, columns left out, cells imputed), printed at the start.
+  feature_names: tuple[str, ...] = ()
+  notes: tuple[str, ...] = ()
 
   @property
   def input_shape(self) -> tuple[int, ...]:
@@ -62,8 +71,17 @@ class DataConfig:
   # that a seed sets aside for it.
   val_frac: float = 0.15
   test_frac: float = 0.15
-  # csv / npz: the label columns; empty means the file's own convention (tables.py).
+  # csv / npz / arff: the label columns (names, or one last:N / first:N); empty means the
+  # file's own convention (tables.py, label_sources.py).
   label_columns: tuple[str, ...] = ()
+  # csv / arff: columns that are neither features nor labels (ids, unwanted labels).
+  ignore_columns: tuple[str, ...] = ()
+  # csv / arff: how missing feature cells are filled (impute.IMPUTE); none: an error.
+  impute: str = "none"
+  # arff: the standard split's test file ('': none; or arff:TRAIN,TEST), and the MULAN
+  # label file ('': PATH.xml or STEM.xml beside the train file, if there is one).
+  test_file: str = ""
+  label_file: str = ""
   data_dir: str = "~/tensorflow_datasets"  # tfds only
   missing_frac: float = 0.0
   data_seed: int = 0
@@ -93,6 +111,8 @@ def check_data_config(config: DataConfig) -> None:
     raise InputError(f"unknown dataset {config.dataset!r}; available: {', '.join(DATASETS)}")
   if kind in tables.READERS:
     files.check_path(kind, config.dataset.partition(":")[2])
+  elif kind == "arff":
+    arff_paths(config)
   elif kind and not config.dataset.partition(":")[2].strip():
     raise InputError(f"--dataset={config.dataset} names no dataset after '{kind}:'")
   for tasks, what in ((config.tasks, "tasks"), (config.label_columns, "label columns")):
@@ -110,8 +130,9 @@ def check_data_config(config: DataConfig) -> None:
   if not (0 < config.val_frac < 1 and 0 < config.test_frac < 1 and config.val_frac + config.test_frac < 1):
     raise InputError(f"val_frac and test_frac must be in (0, 1) with a sum below 1; "
                      f"got {config.val_frac}, {config.test_frac}")
-  if config.label_columns and kind not in tables.READERS:
-    raise InputError(f"label columns are for csv: and npz: datasets, not {config.dataset!r}")
+  if config.label_columns and kind not in (*tables.READERS, "arff"):
+    raise InputError(f"label columns are for csv: and npz: datasets (and arff:), not {config.dataset!r}")
+  _check_column_options(config, kind)
   if config.tasks and config.dataset == "related":
     raise InputError("the related dataset's tasks cannot be chosen by name; set their number")
   if config.dataset == "driving":
@@ -125,6 +146,39 @@ def check_data_config(config: DataConfig) -> None:
       raise InputError(f"label budget for {task!r}, which is not one of the tasks {', '.join(names)}")
     if count < 0:
       raise InputError(f"label budget for {task!r} must be >= 0; got {count}")
+
+
+def _check_column_options(config: DataConfig, kind: Optional[str]) -> None:
+  if config.impute not in impute.IMPUTE:
+    raise InputError(f"unknown --impute={config.impute}; choose from {', '.join(impute.IMPUTE)}")
+  chosen = [flag for flag, value in (("ignore_columns", config.ignore_columns),
+                                     ("impute", config.impute != "none")) if value]
+  if chosen and kind not in NAMED_COLUMN_KINDS:
+    raise InputError(f"--{chosen[0]} is for csv: and arff: datasets, not {config.dataset!r}")
+  for flag, value in (("test_file", config.test_file), ("label_file", config.label_file)):
+    if value and kind != "arff":
+      raise InputError(f"--{flag} is for arff: datasets, not {config.dataset!r}")
+
+
+def arff_paths(config: DataConfig) -> dict:
+  """The files of an arff: dataset by role: 'file' (train), and 'test_file' and
+  'label_file' where there are any. `arff:TRAIN,TEST` names a test file too."""
+  ref = config.dataset.partition(":")[2]
+  train, test = ref, config.test_file
+  if "," in ref and not os.path.exists(os.path.expanduser(ref)):
+    train, _, second = ref.partition(",")
+    if test:
+      raise InputError(f"--dataset={config.dataset} names a test file and so does --test_file; "
+                       "give one of them")
+    test = second
+  paths = {"file": files.check_path("arff", train)}
+  if test.strip():
+    paths["test_file"] = os.path.expanduser(test.strip())
+  label_file = os.path.expanduser(config.label_file) if config.label_file else None
+  label_file = label_file or label_sources.find_label_file(paths["file"])
+  if label_file:
+    paths["label_file"] = label_file
+  return paths
 
 
 def task_names(config: DataConfig) -> tuple[str, ...]:
@@ -165,6 +219,8 @@ _KIND_FIELDS = {
     "related": ("relatedness",),
     "csv": ("val_frac", "test_frac", "label_columns"),
     "npz": ("val_frac", "test_frac", "label_columns"),
+    "arff": ("val_frac", "test_frac", "label_columns", "ignore_columns", "impute", "test_file",
+             "label_file"),
     "tfds": ("val_frac", "test_frac"),
 }
 
@@ -176,8 +232,13 @@ def data_identity(config: DataConfig) -> dict:
   kind = read_kind(config.dataset) or config.dataset
   fields = dataclasses.asdict(config)
   identity = {name: fields[name] for name in (*_COMMON_FIELDS, *_KIND_FIELDS.get(kind, ()))}
+  if kind == "csv":  # only when set, so that a CSV run's hash is what it was before them
+    identity.update({name: fields[name] for name in ("ignore_columns", "impute")
+                     if fields[name] != getattr(DataConfig, name)})
   if kind in tables.READERS:
     identity["file_sha1"] = file_digest(config)
+  if kind == "arff":
+    identity.update({f"{role}_sha1": files.read(path).sha1 for role, path in arff_paths(config).items()})
   if kind == "tfds":
     identity["image_size"] = config.scenes.image_size
   return identity
@@ -213,6 +274,7 @@ class _Source:
   task_names: tuple[str, ...]
   splits: dict  # a subset of SPLITS -> Split, as the source has them
   feature_names: tuple[str, ...] = ()  # along x's last axis, for messages; empty: x[..., j]
+  notes: tuple[str, ...] = ()  # what the reader decided, for the run to print
 
 
 def _read_source(config: DataConfig) -> _Source:
@@ -221,8 +283,13 @@ def _read_source(config: DataConfig) -> _Source:
     return _read_tfds(ref, config.data_dir, config.scenes.image_size)
   # The very bytes the run's hash (file_digest) was taken of: an edited file is a new
   # cache key, and a pipe is read only once.
+  if kind == "arff":
+    read = {role: (path, files.read(path).data) for role, path in arff_paths(config).items()}
+    return _read_arff(read["file"], read.get("test_file"), read.get("label_file"), config.label_columns,
+                      config.ignore_columns, config.impute)
   contents = files.read(files.check_path(kind, ref))
-  return _read_table(kind, ref, config.label_columns, contents)
+  options = dict(ignore_columns=config.ignore_columns, impute=config.impute != "none") if kind == "csv" else {}
+  return _read_table(kind, ref, config.label_columns, contents, tuple(options.items()))
 
 
 @functools.lru_cache(maxsize=2)
@@ -235,13 +302,26 @@ def _read_tfds(name: str, data_dir: str, image_size: int) -> _Source:
 
 
 @functools.lru_cache(maxsize=2)
-def _read_table(kind: str, ref: str, label_columns: tuple[str, ...], contents: files.Contents) -> _Source:
-  table = tables.read_table(kind, ref, label_columns, contents.data)
+def _read_table(kind: str, ref: str, label_columns: tuple[str, ...], contents: files.Contents,
+                options: tuple = ()) -> _Source:
+  return _source_of(tables.read_table(kind, ref, label_columns, contents.data, **dict(options)))
+
+
+@functools.lru_cache(maxsize=2)
+def _read_arff(train: tuple[str, bytes], test: Optional[tuple[str, bytes]],
+               label_file: Optional[tuple[str, bytes]], label_columns: tuple[str, ...],
+               ignore_columns: tuple[str, ...], how_to_impute: str) -> _Source:
+  return _source_of(arff_table.read_arff(train, test, label_file, label_columns, ignore_columns,
+                                         impute=how_to_impute != "none"))
+
+
+def _source_of(table: tables.Table) -> _Source:
   if table.split is None:
-    return _Source(table.task_names, {"train": Split(table.x, table.y)}, table.feature_names)
-  return _Source(table.task_names, {name: Split(table.x[table.split == name], table.y[table.split == name])
-                                    for name in SPLITS if np.any(table.split == name)},
-                 table.feature_names)
+    splits = {"train": Split(table.x, table.y)}
+  else:
+    splits = {name: Split(table.x[table.split == name], table.y[table.split == name])
+              for name in SPLITS if np.any(table.split == name)}
+  return _Source(table.task_names, splits, table.feature_names, table.notes)
 
 
 def _take(split: Split, index: np.ndarray) -> Split:
@@ -328,20 +408,27 @@ def _check_every_task_labelled(config: DataConfig, splits: dict, names: tuple[st
                        "label some")
 
 
-def _read(config: DataConfig) -> tuple[dict, dict, tuple[str, ...]]:
+def _read(config: DataConfig) -> tuple[dict, dict, tuple[str, ...], _Source]:
   names = task_names(config)
   source = _read_source(config)
   columns = [source.task_names.index(t) for t in names]
   splits, origins = _cut_read_splits(config, source)
   splits = {name: Split(s.x, s.y[:, columns]) for name, s in splits.items()}
   _check_every_task_labelled(config, splits, names)
-  return _standardise(splits, config.dataset, source.feature_names), origins, names
+  # Filled after the cut, so that a mean comes from the train split alone.
+  xs, filled = impute.fill({name: s.x for name, s in splits.items()}, config.impute,
+                           source.feature_names, config.dataset)
+  splits = {name: Split(xs[name], s.y) for name, s in splits.items()}
+  if filled:
+    source = dataclasses.replace(source, notes=source.notes + (filled,))
+  return _standardise(splits, config.dataset, source.feature_names), origins, names, source
 
 
 def load_dataset(config: DataConfig) -> MultiTaskData:
   check_data_config(config)
+  source = None
   if read_kind(config.dataset):
-    splits, origins, names = _read(config)
+    splits, origins, names, source = _read(config)
   else:
     names = task_names(config)
     # Each split has its own seed, so a test set does not change when num_train does.
@@ -364,6 +451,8 @@ def load_dataset(config: DataConfig) -> MultiTaskData:
       val=val,
       test=splits["test"],
       origins=origins,
+      feature_names=source.feature_names if source else (),
+      notes=source.notes if source else (),
   )
 
 

@@ -3,9 +3,12 @@
 CSV: a header row, then one row per example. Every column whose header starts with
 `label:` is a label column (the task is the rest of the name), as is every column
 named in `label_columns`, which also picks the tasks to train and their order (with or
-without the prefix); by default they are all the `label:` columns. A label cell is 1 or 0, or missing as `?`, empty or NaN. An
-optional column `split` (train / val / test) gives the dataset's own split. Every
-other column is a numeric feature.
+without the prefix; or `last:N` / `first:N`, see columns.py); by default they are all
+the `label:` columns. A label cell is 1 or 0, or missing as `?`, empty or NaN. An
+optional column `split` (train / val / test) gives the dataset's own split. Columns in
+`ignore_columns` are left out. Every other column is a numeric feature; one with
+missing cells (`?`, empty) is refused, naming the flags that say what it is, unless
+`impute` (the cells are then NaN, for datasets.py to fill from the train split).
 
 NPZ: arrays `x` [N, ...] (features or images, numeric) and `y` [N, T] (1, 0, and -1
 or NaN for missing); optional `task_names` [T] and `split` [N] as string arrays. It is
@@ -26,7 +29,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from mtl_jax.data import files
+from mtl_jax.data import columns, files
 from mtl_jax.data.files import open_error  # noqa: F401 (kept where callers found it)
 from mtl_jax.data.missing import MISSING
 from mtl_jax.errors import InputError
@@ -35,6 +38,8 @@ LABEL_PREFIX = "label:"
 SPLIT_COLUMN = "split"
 SPLIT_NAMES = {"train": "train", "val": "val", "validation": "val", "test": "test"}
 MISSING_SPELLINGS = ("?", "", "nan")  # compared after strip() and lower()
+# A feature cell that is missing (a NaN is refused as not finite, as before).
+MISSING_FEATURE_SPELLINGS = ("?", "")
 YES_SPELLINGS, NO_SPELLINGS = ("1", "1.0"), ("0", "0.0")
 # The model computes in float32: a feature beyond this is inf to it.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -50,6 +55,9 @@ class Table:
   split: Optional[np.ndarray]  # [N] of "train" / "val" / "test", or None: split by seed
   # The name of each feature along x's last axis, for messages; empty: x[..., j].
   feature_names: tuple[str, ...] = ()
+  # What the reader decided that the user should see (a column left out, a label source
+  # ignored), printed at the start of a run.
+  notes: tuple[str, ...] = ()
 
 
 def _text(value) -> str:
@@ -68,19 +76,21 @@ def _split_values(path: str, values: Sequence[str], where) -> np.ndarray:
   return np.asarray(out)
 
 
-def _check_finite(path: str, x: np.ndarray, where) -> None:
-  bad = np.argwhere(~np.isfinite(x))
+def _check_finite(path: str, x: np.ndarray, where, missing: Optional[np.ndarray] = None) -> None:
+  """missing: where x is NaN because the cell was missing (to be imputed)."""
+  bad = np.argwhere(~np.isfinite(x) if missing is None else ~(np.isfinite(x) | missing))
   if bad.size:
     raise InputError(f"{path}: {where(bad[0])} is {x[tuple(bad[0])]}; features must be finite")
 
 
-def _to_float32(path: str, x: np.ndarray, where) -> np.ndarray:
+def to_float32(path: str, x: np.ndarray, where, missing: Optional[np.ndarray] = None) -> np.ndarray:
   """x as the model will see it, float32, refusing a value float32 cannot hold:
-  finite in the file (float64), 1e39 would be inf to the model."""
-  _check_finite(path, x, where)
+  finite in the file (float64), 1e39 would be inf to the model. `missing`: cells that
+  are NaN because they were missing, and stay NaN."""
+  _check_finite(path, x, where, missing)
   with np.errstate(over="ignore", under="ignore"):
     x32 = x.astype(np.float32)
-  beyond = np.argwhere(~np.isfinite(x32))
+  beyond = np.argwhere(np.isfinite(x) & ~np.isfinite(x32))
   if beyond.size:
     index = tuple(beyond[0])
     raise InputError(f"{path}: {where(beyond[0])} is {x[index]:g}, beyond float32's range "
@@ -100,17 +110,17 @@ def _check_unique_tasks(path: str, names: Sequence[str], source: str) -> None:
 
 # -- CSV ------------------------------------------------------------------------------
 
-def _decode(path: str, data: bytes) -> str:
+def decode(path: str, data: bytes, save_as: str = "CSV UTF-8") -> str:
   """UTF-8 text, without the byte-order mark a spreadsheet's "CSV UTF-8" puts before
   the first header (which would turn `label:t0` into a feature column)."""
   try:
     return data.decode("utf-8-sig")
   except UnicodeDecodeError as e:
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-      raise InputError(f"{path} is UTF-16 text; save it as CSV UTF-8") from None
+      raise InputError(f"{path} is UTF-16 text; save it as {save_as}") from None
     line = data[:e.start].count(b"\n") + 1
     raise InputError(f"{path}: line {line} is not UTF-8 text (byte {data[e.start]:#04x}); "
-                     "save it as CSV UTF-8") from None
+                     f"save it as {save_as}") from None
 
 
 def _csv_rows(path: str, text: str) -> tuple[list[int], list[list[str]]]:
@@ -177,15 +187,37 @@ def _label_hint(cell: str) -> str:
 
 
 def _not_a_number(path: str, cell: str, line: int, name: str) -> InputError:
-  if cell.strip().lower() in ("", "?"):
-    return InputError(f"{path}: line {line}, feature column {name!r} is missing ({cell!r}); only "
-                      "labels may be missing (list label columns with --label_columns)")
   return InputError(f"{path}: line {line}, feature column {name!r}: {cell!r} is not a number "
-                    "(list label columns with --label_columns)")
+                    f"(list label columns with --label_columns, or leave it out with "
+                    f"--ignore_columns={name})")
 
 
-def _parse_features(path: str, cells_NxD: np.ndarray, names: Sequence[str], lines: Sequence[int]
-                    ) -> np.ndarray:
+def _missing_feature(path: str, cells_N: np.ndarray, missing_N: np.ndarray, line: int, name: str
+                     ) -> InputError:
+  """The error for a feature column with a missing cell: most often a label column that
+  --label_columns left out, which would train as an input (label leakage)."""
+  cell = str(cells_N[np.argmax(missing_N)])
+  known = np.char.strip(cells_N[~missing_N])
+  if known.size and np.all(np.isin(known, YES_SPELLINGS + NO_SPELLINGS)):
+    return InputError(
+        f"{path}: column {name!r} holds only 0, 1 and missing cells (line {line}: {cell!r}), as a "
+        f"label does, but is not a label column, so it would train as a feature: if it is a label, "
+        f"name it in --label_columns (names, or last:N / first:N); if not, leave it out with "
+        f"--ignore_columns={name}, or fill it with --impute=mean|zero")
+  return InputError(
+      f"{path}: line {line}, feature column {name!r} is missing ({cell!r}); only labels may be "
+      f"missing: name a label in --label_columns (or last:N / first:N), leave the column out with "
+      f"--ignore_columns={name}, or fill missing features with --impute=mean|zero")
+
+
+def _parse_features(path: str, cells_NxD: np.ndarray, names: Sequence[str], lines: Sequence[int],
+                    impute: bool = False) -> np.ndarray:
+  """Float32 features; missing cells are refused, or NaN where `impute`."""
+  missing = np.isin(np.char.strip(cells_NxD), MISSING_FEATURE_SPELLINGS)
+  if missing.any() and not impute:
+    row, col = np.argwhere(missing)[0]
+    raise _missing_feature(path, cells_NxD[:, col], missing[:, col], lines[row], names[col])
+  cells_NxD = np.where(missing, "nan", cells_NxD)
   try:
     x = cells_NxD.astype(np.float64)
   except ValueError:
@@ -195,13 +227,18 @@ def _parse_features(path: str, cells_NxD: np.ndarray, names: Sequence[str], line
       except ValueError:
         raise _not_a_number(path, str(cell), lines[row], names[col]) from None
     raise
-  return _to_float32(path, x, lambda rc: f"line {lines[rc[0]]}, feature column {names[rc[1]]!r}")
+  return to_float32(path, x, lambda rc: f"line {lines[rc[0]]}, feature column {names[rc[1]]!r}",
+                    missing)
 
 
-def _label_columns(path: str, header: list[str], label_columns: Sequence[str]
+def _label_columns(path: str, header: list[str], label_columns: Sequence[str], ignore: set[str]
                    ) -> tuple[list[int], list[int]]:
   """(the columns to train on, in order; every label column, none of them a feature)."""
   prefixed = [i for i, name in enumerate(header) if name.startswith(LABEL_PREFIX)]
+  position = columns.position_spec(label_columns)
+  if position:
+    candidates = [name for name in header if name != SPLIT_COLUMN and name not in ignore]
+    label_columns = columns.by_position(path, candidates, *position)
   if not label_columns:
     if not prefixed:
       raise InputError(f"{path}: no label columns; name them with --label_columns, or start "
@@ -220,7 +257,7 @@ def _label_columns(path: str, header: list[str], label_columns: Sequence[str]
 
 def _csv_cells(path: str, data: bytes) -> tuple[list[str], np.ndarray, list[int]]:
   """The header, the cells [N, columns] and the file line of each of the N rows."""
-  lines, rows = _csv_rows(path, _decode(path, data))
+  lines, rows = _csv_rows(path, decode(path, data))
   if len(rows) < 2:
     raise InputError(f"{path} is empty: it needs a header row and at least one data row")
   header, lines = [name.strip() for name in rows[0]], lines[1:]
@@ -235,20 +272,24 @@ def _csv_cells(path: str, data: bytes) -> tuple[list[str], np.ndarray, list[int]
   return header, cells, lines
 
 
-def read_csv(path: str, label_columns: Sequence[str] = (), data: Optional[bytes] = None) -> Table:
+def read_csv(path: str, label_columns: Sequence[str] = (), data: Optional[bytes] = None,
+             ignore_columns: Sequence[str] = (), impute: bool = False) -> Table:
   """`data`: the file's bytes, if read already (files.read); else the file is read
   (a pipe that was read already gives the same bytes again)."""
   header, cells, lines = _csv_cells(path, files.read(path, reuse=False).data if data is None else data)
-  label_idx, not_features = _label_columns(path, header, label_columns)
+  ignore = columns.ignored(path, header, ignore_columns)
+  label_idx, not_features = _label_columns(path, header, label_columns, ignore)
+  columns.check_not_ignored(path, [header[i] for i in label_idx], ignore)
   split_idx = [header.index(SPLIT_COLUMN)] if SPLIT_COLUMN in header else []
-  feature_idx = [i for i in range(len(header)) if i not in not_features + split_idx]
+  feature_idx = [i for i in range(len(header))
+                 if i not in not_features + split_idx and header[i] not in ignore]
   if not feature_idx:
     raise InputError(f"{path}: no feature columns, only labels")
   names = [header[i].removeprefix(LABEL_PREFIX).strip() for i in label_idx]
   _check_unique_tasks(path, names, "the label columns")
   feature_names = [header[i] for i in feature_idx]
   return Table(
-      x=_parse_features(path, cells[:, feature_idx], feature_names, lines),
+      x=_parse_features(path, cells[:, feature_idx], feature_names, lines, impute),
       y=_parse_labels(path, cells[:, label_idx], [header[i] for i in label_idx], lines),
       task_names=tuple(names),
       split=(_split_values(path, cells[:, split_idx[0]], lambda i: f"line {lines[i]}")
@@ -317,7 +358,7 @@ def _npz_features(path: str, x: np.ndarray) -> np.ndarray:
     x = x.astype(np.float32)
     _check_finite(path, x, where)
     return x
-  return _to_float32(path, x.astype(np.float64), where)
+  return to_float32(path, x.astype(np.float64), where)
 
 
 def _npz_task_names(path: str, arrays: dict, num_tasks: int) -> tuple[str, ...]:
@@ -356,6 +397,9 @@ def read_npz(path: str, label_columns: Sequence[str] = (), data: Optional[bytes]
 
 
 def select_tasks(path: str, table: Table, names: Sequence[str]) -> Table:
+  position = columns.position_spec(names)
+  if position:
+    names = columns.by_position(path, table.task_names, *position)
   _check_unique_tasks(path, names, "the label columns")
   unknown = [n for n in names if n not in table.task_names]
   if unknown:
@@ -367,8 +411,8 @@ def select_tasks(path: str, table: Table, names: Sequence[str]) -> Table:
 READERS = {"csv": read_csv, "npz": read_npz}
 
 
-def read_table(kind: str, path: str, label_columns: Sequence[str] = (), data: Optional[bytes] = None
-               ) -> Table:
+def read_table(kind: str, path: str, label_columns: Sequence[str] = (), data: Optional[bytes] = None,
+               **options) -> Table:
   """`data`: the file's bytes, if read already (files.read): the parse then uses the
-  very bytes the run's hash was taken of."""
-  return READERS[kind](files.check_path(kind, path), label_columns, data)
+  very bytes the run's hash was taken of. `options`: a CSV's ignore_columns and impute."""
+  return READERS[kind](files.check_path(kind, path), label_columns, data, **options)
