@@ -16,6 +16,7 @@ Arrays: `param:PATH` per parameter (PATH: its keys in the tree, joined by '/'),
 and `spec`, a JSON text (SPEC_FORMAT says which layout).
 """
 import dataclasses
+import functools
 import io
 import json
 import os
@@ -57,8 +58,15 @@ class SavedRun:
 
   def model(self) -> Model:
     s = self.spec
-    return make_model(s["arm"], EncoderSpec(**s["encoder"]), len(s["task_names"]), self.input_shape,
-                      s["arch"], tuple(tuple(option) for option in s["arch_options"]))
+    return _model(s["arm"], EncoderSpec(**s["encoder"]), len(s["task_names"]), self.input_shape,
+                  s["arch"], tuple(tuple(option) for option in s["arch_options"]))
+
+
+@functools.lru_cache(maxsize=8)
+def _model(*spec) -> Model:
+  """One Model object per spec, so that the seeds and calls of one model share its
+  compiled program (train.predict caches it by the Model)."""
+  return make_model(*spec)
 
 
 def relative_path(run_hash: str) -> str:

@@ -56,15 +56,32 @@ def table(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def run_dir(table, tmp_path_factory):
+def launches(table, tmp_path_factory):
+  """The same tiny launch twice into one folder: without --save_params, then with it
+  (which trains the finished runs again to save their parameters). Returns the folder,
+  a copy of it as the first launch left it, and the second launch's output."""
   out = tmp_path_factory.mktemp("runs") / "out"
-  result = launch_in_process(f"--dataset=csv:{table[0]}", *TINY, "--save_params", f"--out_dir={out}")
-  assert result.returncode == 0, result.stderr
-  return out
+  flags = [f"--dataset=csv:{table[0]}", *TINY, f"--out_dir={out}"]
+  first = launch_in_process(*flags)
+  assert first.returncode == 0, first.stderr
+  unsaved = tmp_path_factory.mktemp("runs") / "unsaved"
+  shutil.copytree(out, unsaved)
+  second = launch_in_process(*flags, "--save_params")
+  assert second.returncode == 0, second.stderr
+  return out, unsaved, second
+
+
+@pytest.fixture(scope="module")
+def run_dir(launches):
+  return launches[0]
 
 
 def _records(out):
   return [json.loads(line) for line in open(out / RESULTS_FILE)]
+
+
+def _saved(out):
+  return [r for r in _records(out) if "params_path" in r]
 
 
 def _predicted(out_csv, kind):
@@ -72,8 +89,19 @@ def _predicted(out_csv, kind):
   return np.array([[float(r[f"{kind}:{t}"]) for t in TASKS] for r in rows])
 
 
+def test_save_params_trains_finished_runs_again_to_the_same_result(launches):
+  out, unsaved, second = launches
+  assert "4 finished runs on file have no saved parameters; trained again" in second.stdout
+  assert not (unsaved / "params").exists()
+  before = {r["hash"]: r for r in _records(unsaved)}
+  after = _records(out)[len(before):]  # appended; a later line of a hash wins
+  assert sorted(r["hash"] for r in after) == sorted(before)
+  for record in after:
+    assert record["metrics"] == before[record["hash"]]["metrics"]
+
+
 def test_each_run_saves_its_parameters_with_what_predicting_needs(run_dir):
-  records = _records(run_dir)
+  records = _saved(run_dir)
   assert len(records) == 4  # joint and separate, 2 seeds each
   for record in records:
     assert record["params_path"] == f"params/{record['hash']}.npz"
@@ -93,7 +121,7 @@ def test_predictions_reproduce_the_records_test_metrics(table, run_dir, tmp_path
   path, _, y, split = table
   data = load_dataset(DataConfig(dataset=f"csv:{path}", num_train=None, num_val=None, num_test=None))
   test = split == "test"
-  for record in [r for r in _records(run_dir) if r["config"]["arm"] == arm]:
+  for record in [r for r in _saved(run_dir) if r["config"]["arm"] == arm]:
     seed = record["config"]["seed"]
     out = tmp_path / f"{arm}{seed}.csv"
     inference.predict_file(str(run_dir), f"csv:{path}", str(out), arm=arm, seeds=[seed])
@@ -141,13 +169,8 @@ def test_other_columns_are_one_line_naming_them_and_nothing_is_written(table, ru
   assert sorted(os.listdir(tmp_path)) == ["new.csv"]  # no output, not even a partial one
 
 
-def test_a_run_without_save_params_and_other_bad_requests(table, run_dir, tmp_path):
-  path = f"csv:{table[0]}"
-  unsaved = tmp_path / "unsaved"
-  unsaved.mkdir()
-  with open(unsaved / RESULTS_FILE, "w") as f:  # what a launch without --save_params writes
-    for record in _records(run_dir):
-      f.write(json.dumps({k: v for k, v in record.items() if not k.startswith("params_")}) + "\n")
+def test_a_run_without_save_params_and_other_bad_requests(table, launches, tmp_path):
+  path, (run_dir, unsaved, _) = f"csv:{table[0]}", launches
   out = str(tmp_path / "p.csv")
   cases = [(str(unsaved), {}, "none of its 4 runs saved their parameters; run the same launch again with --save_params"),
            (str(tmp_path), {}, "has no results.jsonl"),
@@ -165,7 +188,7 @@ def test_a_run_without_save_params_and_other_bad_requests(table, run_dir, tmp_pa
 def test_a_damaged_parameter_file_is_refused(table, run_dir, tmp_path):
   copy = tmp_path / "copy"
   shutil.copytree(run_dir, copy)
-  record = next(r for r in _records(copy) if r["config"]["arm"] == "joint" and r["config"]["seed"] == 0)
+  record = next(r for r in _saved(copy) if r["config"]["arm"] == "joint" and r["config"]["seed"] == 0)
   params = copy / record["params_path"]
   data = bytearray(params.read_bytes())
   data[len(data) // 2] ^= 0xFF
