@@ -10,7 +10,6 @@ sigmoid(logit), and the decision is 1 where that probability is above the mean o
 seeds' decision thresholds for the task (decision_thresholds: 0.5 unless the record
 holds its own, chosen on validation). With one seed both are that run's exactly.
 """
-import csv
 import os
 from typing import Optional, Sequence
 
@@ -18,17 +17,16 @@ import jax
 import numpy as np
 from scipy.special import expit
 
-from mtl_jax import saved_params
+from mtl_jax import prediction_files, saved_params
 from mtl_jax.data.inputs import RunColumns, read_inputs
 from mtl_jax.errors import InputError
-from mtl_jax.results import RESULTS_FILE, config_hash, read_records, write_atomically
+from mtl_jax.results import RESULTS_FILE, config_hash, read_records
 from mtl_jax.train import predict
 
 DEFAULT_THRESHOLD = 0.5  # a probability: logit 0
 # Where a record keeps its per-task decision thresholds, as probabilities (the first
 # found is used): written by --threshold=val.
 _THRESHOLD_KEYS = ("decision_thresholds", "thresholds")
-OUTPUT_KINDS = (".csv",)
 
 
 def decision_thresholds(record: dict) -> np.ndarray:
@@ -124,32 +122,18 @@ def probabilities(runs: list[saved_params.SavedRun], x: np.ndarray) -> np.ndarra
   return expit(predict(runs[0].model(), params_S, x).astype(np.float64))
 
 
-def write_csv(path: str, task_names: Sequence[str], prob_NxT: np.ndarray, decision_NxT: np.ndarray) -> None:
-  """One row per example, in the new file's order: its index from 0, then per task the
-  probability (shortest text that reads back to the same float64) and the decision."""
-  header = ["example"] + [f"{kind}:{t}" for t in task_names for kind in ("probability", "decision")]
-
-  def write(tmp: str) -> None:
-    with open(tmp, "w", newline="") as f:
-      out = csv.writer(f)
-      out.writerow(header)
-      for i, (probs, decisions) in enumerate(zip(prob_NxT, decision_NxT)):
-        out.writerow([i] + [cell for p, d in zip(probs, decisions) for cell in (repr(float(p)), int(d))])
-  write_atomically(path, write)
-
-
 def predict_file(run_dir: str, dataset: str, out: str, arm: Optional[str] = None,
                  seeds: Sequence[int] = (), run_hash: Optional[str] = None) -> str:
   """Writes `out` (see the module) and returns the line that says what it holds."""
-  if not out.endswith(OUTPUT_KINDS):
-    raise InputError(f"--out={out}: predictions are written as {', '.join(OUTPUT_KINDS)}")
+  if not out.endswith(tuple(prediction_files.WRITERS)):
+    raise InputError(f"--out={out}: predictions are written as {' or '.join(prediction_files.WRITERS)}")
   records = choose_runs(run_dir, arm, seeds, run_hash)
   runs = load_runs(run_dir, records)
   x = model_inputs(runs[0], read_inputs(dataset, _run_columns(runs[0], records[0])), dataset)
   prob_NxT = probabilities(runs, x).mean(axis=0)
   thresholds_T = np.mean([decision_thresholds(r) for r in records], axis=0)
   os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-  write_csv(out, runs[0].task_names, prob_NxT, prob_NxT > thresholds_T)
+  prediction_files.write(out, runs[0].task_names, prob_NxT, prob_NxT > thresholds_T)
   shown = ", ".join(f"{t} {p:g}" for t, p in zip(runs[0].task_names, thresholds_T))
   source = "the mean over" if len(records) > 1 else "from"
   return (f"wrote {out}: {len(x)} examples x {len(thresholds_T)} tasks; probability: {source} "

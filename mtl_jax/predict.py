@@ -22,7 +22,8 @@ RUN_DIR = flags.DEFINE_string("run_dir", None, "The --out_dir of a launch run wi
 DATASET = flags.DEFINE_string(
     "dataset", None, "The new data: csv:PATH (the run's feature columns by name; label columns "
     "optional and left out) or npz:PATH (an array x, for runs trained on unnamed inputs).")
-OUT = flags.DEFINE_string("out", None, "Where to write the predictions (.csv), atomically.")
+OUT = flags.DEFINE_string("out", None, "Where to write the predictions, atomically: a .csv or "
+                          ".arff file.")
 ARM = flags.DEFINE_string("arm", None, "Use the saved runs of this arm (joint, separate, ...); "
                           "needed when the folder holds more than one configuration.")
 SEEDS = flags.DEFINE_list("seed", [], "Use these seeds only (default: every saved seed of the "

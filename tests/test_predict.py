@@ -154,6 +154,33 @@ def test_columns_in_another_order_without_labels_give_the_same_predictions(table
   assert [r["example"] for r in _read_csv(both)] == [str(i) for i in range(len(x))]
 
 
+def test_decisions_use_the_thresholds_a_record_holds(table, run_dir, tmp_path):
+  """--threshold=val records each seed's per-task thresholds (as probabilities); the
+  decision compares the mean probability with their mean over seeds."""
+  copy = tmp_path / "copy"
+  shutil.copytree(run_dir, copy)
+  thresholds = {0: [0.3, 0.6], 1: [0.5, 0.8]}
+  with open(copy / RESULTS_FILE, "w") as f:
+    for record in _records(run_dir):
+      f.write(json.dumps({**record, "decision_thresholds": thresholds[record["config"]["seed"]]}) + "\n")
+  out = tmp_path / "p.csv"
+  inference.predict_file(str(copy), f"csv:{table[0]}", str(out), arm="joint")
+  decisions, prob = _predicted(out, "decision"), _predicted(out, "probability")
+  np.testing.assert_array_equal(decisions, prob > np.array([0.4, 0.7]))
+  assert (decisions != (prob > 0.5)).any()  # the thresholds mattered
+
+
+def test_arff_output_holds_the_same_predictions(table, run_dir, tmp_path):
+  from scipy.io import arff
+  as_csv, as_arff = tmp_path / "p.csv", tmp_path / "p.arff"
+  for out in (as_csv, as_arff):
+    inference.predict_file(str(run_dir), f"csv:{table[0]}", str(out), arm="separate")
+  rows = arff.loadarff(str(as_arff))[0]
+  for kind in ("probability", "decision"):
+    read = np.array([[float(value) for value in rows[f"{kind}:{t}"]] for t in TASKS]).T
+    np.testing.assert_array_equal(read, _predicted(as_csv, kind))
+
+
 def test_other_columns_are_one_line_naming_them_and_nothing_is_written(table, run_dir, tmp_path):
   path, x, _, _ = table
   new = tmp_path / "new.csv"
@@ -180,7 +207,7 @@ def test_a_run_without_save_params_and_other_bad_requests(table, launches, tmp_p
   for folder, filters, message in cases:
     with pytest.raises(InputError, match=message):
       inference.predict_file(folder, path, out, **filters)
-  with pytest.raises(InputError, match="written as .csv"):
+  with pytest.raises(InputError, match="written as .csv or .arff"):
     inference.predict_file(str(run_dir), path, str(tmp_path / "p.txt"), arm="joint")
   assert not os.path.exists(out)
 
