@@ -51,6 +51,11 @@ class Settings:
   resume: bool = False  # continue groups from their latest checkpoint
   save_params: bool = False  # keep each run's selected parameters in out_dir/params (predict)
 
+  def __post_init__(self):
+    if self.save_params and self.plot_only:
+      raise InputError("--save_params keeps the parameters that training selects, and --plot_only "
+                       "trains nothing; give one of them")
+
   def seed_configs(self, experiment: str, arm: str, data: DataConfig,
                    encoder: Optional[EncoderSpec] = None, train: Optional[TrainConfig] = None,
                    pretrain: Optional[DataConfig] = None) -> list[RunConfig]:
@@ -239,7 +244,7 @@ def train_pending(settings: Settings, groups: Groups, out: str) -> tuple[str, di
   trained = [group for group in groups.values() if group]
   done = run_pending(trained, load_data_logged, results_path, train_missing=not settings.plot_only,
                      checkpointing=checkpointing,
-                     save_params_in=out if settings.save_params and not settings.plot_only else None)
+                     save_params_in=out if settings.save_params else None)
   others = len(done) - len({c.hash for group in trained for c in group})
   if others:
     print(f"  {results_path} also holds {others} runs of other settings; they are not in "

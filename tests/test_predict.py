@@ -11,7 +11,7 @@ import sys
 import jax
 import numpy as np
 import pytest
-from entry_points import ROOT, launch_in_process
+from entry_points import ROOT, assert_one_line_error, launch_in_process
 
 from mtl_jax import inference, metrics, saved_params
 from mtl_jax.data.datasets import DataConfig, load_dataset
@@ -210,6 +210,9 @@ def test_a_run_without_save_params_and_other_bad_requests(table, launches, tmp_p
   with pytest.raises(InputError, match="written as .csv or .arff"):
     inference.predict_file(str(run_dir), path, str(tmp_path / "p.txt"), arm="joint")
   assert not os.path.exists(out)
+  plot_only = tmp_path / "plot_only"
+  assert_one_line_error(launch_in_process(f"--dataset={path}", "--save_params", "--plot_only",
+                                          f"--out_dir={plot_only}"), "give one of them", plot_only)
 
 
 def test_a_damaged_parameter_file_is_refused(table, run_dir, tmp_path):
