@@ -29,7 +29,7 @@ from mtl_jax.checkpoints import tree_digest
 from mtl_jax.data.datasets import MultiTaskData, Standardisation
 from mtl_jax.errors import InputError
 from mtl_jax.models import EncoderSpec, Model, make_model
-from mtl_jax.results import write_atomically
+from mtl_jax.results import WriteError, write_atomically
 
 PARAMS_DIR = "params"  # OUT_DIR/params/HASH.npz
 SPEC_FORMAT = 1  # bumped when the file's layout changes
@@ -97,20 +97,28 @@ def _write_npz(path: str, arrays: dict) -> None:
     os.fsync(f.fileno())  # on disk before the rename makes it the run's file
 
 
-def save(out_dir: str, config, data: MultiTaskData, params_one_seed: dict) -> dict:
-  """Writes OUT_DIR/params/HASH.npz for `config` (a runs.RunConfig) and returns what
-  its record gains: params_path (relative to OUT_DIR) and params_digest."""
-  arrays = _arrays(params_one_seed, data.standardisation)
-  digest = _digest(arrays)
-  spec = {"format": SPEC_FORMAT, "hash": config.hash, "seed": config.seed, "arm": config.arm,
+def _spec(config, data: MultiTaskData, digest: str) -> dict:
+  """What predicting needs besides the arrays: how to build the model, and the inputs
+  it reads (task and feature names, shape, dtype)."""
+  return {"format": SPEC_FORMAT, "hash": config.hash, "seed": config.seed, "arm": config.arm,
           "arch": config.arch, "arch_options": [list(o) for o in config.arch_options],
           "encoder": dataclasses.asdict(config.encoder), "dataset": config.data.dataset,
           "task_names": list(data.task_names), "feature_names": list(data.feature_names),
           "input_shape": list(data.input_shape), "input_dtype": str(data.train.x.dtype),
           "digest": digest}
-  arrays["spec"] = np.array(json.dumps(spec, sort_keys=True))
+
+
+def save(out_dir: str, config, data: MultiTaskData, params_one_seed: dict) -> dict:
+  """Writes OUT_DIR/params/HASH.npz for `config` (a runs.RunConfig) and returns what
+  its record gains: params_path (relative to OUT_DIR) and params_digest."""
+  arrays = _arrays(params_one_seed, data.standardisation)
+  digest = _digest(arrays)
+  arrays["spec"] = np.array(json.dumps(_spec(config, data, digest), sort_keys=True))
   path = os.path.join(out_dir, relative_path(config.hash))
-  os.makedirs(os.path.dirname(path), exist_ok=True)
+  try:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+  except OSError as e:  # a full disk: said as such by the sweep, with the runs already safe
+    raise WriteError(os.path.dirname(path), e) from e
   write_atomically(path, lambda tmp: _write_npz(tmp, arrays))
   return {"params_path": relative_path(config.hash), "params_digest": digest}
 
