@@ -11,6 +11,7 @@ the chosen seeds) and `decision:TASK` (1 where the probability is above the task
 threshold: 0.5, or the run's own from --threshold=val, averaged over the seeds).
 Bad input is one `error:` line, exit status 2, and nothing written.
 """
+import os
 import sys
 
 from absl import app, flags, logging
@@ -56,8 +57,9 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     _fail(f"unexpected arguments {' '.join(argv[1:])!r}; flags look like --name=value")
   try:
-    print(inference.predict_file(RUN_DIR.value, DATASET.value, OUT.value, ARM.value, _seeds(),
-                                 HASH.value))
+    # `~` expanded, as launch.py's --out_dir: the shell leaves `--out=~/p.csv` alone.
+    print(inference.predict_file(os.path.expanduser(RUN_DIR.value), DATASET.value,
+                                 os.path.expanduser(OUT.value), ARM.value, _seeds(), HASH.value))
   except InputError as e:
     _fail(str(e))
   except KeyboardInterrupt:
