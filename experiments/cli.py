@@ -180,6 +180,11 @@ CHECKPOINT_EVERY = flags.DEFINE_integer(
 RESUME = flags.DEFINE_bool(
     "resume", False, "Continue a group's training from its latest checkpoint in OUT_DIR/"
     "checkpoints (finished runs are always reused from results.jsonl).")
+SAVE_PARAMS = flags.DEFINE_bool(
+    "save_params", False, "Keep each finished run's selected parameters, with its feature "
+    "columns and their standardisation, in OUT_DIR/params/HASH.npz, for `python -m "
+    "mtl_jax.predict --run_dir=OUT_DIR` on new data. Finished runs on file without them are "
+    "trained again to save them (the same result).")
 PLOT_ONLY = flags.DEFINE_bool(
     "plot_only", False, "Train nothing: redraw the summary and plot from the runs of these "
     "flags already in --out_dir/results.jsonl.")
@@ -284,7 +289,7 @@ def settings(cls: type[S], **own) -> S:
   chosen = cls(data=data_config(), encoder=encoder_spec(), train=train_config(), seeds=SEEDS.value,
                arch=ARCH.value, arch_options=arch_options(), out_dir=OUT_DIR.value,
                plot_only=PLOT_ONLY.value, checkpoint_every=CHECKPOINT_EVERY.value, resume=RESUME.value,
-               **own)
+               save_params=SAVE_PARAMS.value, **own)
   if not chosen.plot_only:
     check_memory(chosen)
   return chosen

@@ -25,6 +25,7 @@ from mtl_jax.models import EncoderSpec
 from mtl_jax.results import (CHECKPOINTS_DIR, RESULTS_FILE, WriteError, check_outputs, hold_out_dir,
                              output_files, write_summary_and_plots)
 from mtl_jax.runs import RunConfig
+from mtl_jax.saved_params import PARAMS_DIR
 from mtl_jax.sweep import run_pending
 from mtl_jax.train import TrainConfig
 
@@ -49,6 +50,12 @@ class Settings:
   plot_only: bool = False  # train nothing: summarise the runs already in out_dir
   checkpoint_every: int = 0  # epochs between checkpoints (0: never)
   resume: bool = False  # continue groups from their latest checkpoint
+  save_params: bool = False  # keep each run's selected parameters in out_dir/params (predict)
+
+  def __post_init__(self):
+    if self.save_params and self.plot_only:
+      raise InputError("--save_params keeps the parameters that training selects, and --plot_only "
+                       "trains nothing; give one of them")
 
   def seed_configs(self, experiment: str, arm: str, data: DataConfig,
                    encoder: Optional[EncoderSpec] = None, train: Optional[TrainConfig] = None,
@@ -193,7 +200,8 @@ class Experiment:
     the block ends before anything was written in it."""
     out = output_dir(settings, self.name)
     with hold_out_dir(out):
-      check_outputs(out, output_files(self.name, self.more_figures), checkpoint_folders(settings))
+      check_outputs(out, output_files(self.name, self.more_figures),
+                    checkpoint_folders(settings) + params_folders(settings))
       yield out
 
   def main(self, argv: list[str]) -> None:
@@ -210,6 +218,11 @@ def output_dir(settings: Settings, name: str) -> str:
 def checkpoint_folders(settings: Settings) -> tuple[str, ...]:
   """The folders of OUT_DIR these settings write in: checkpoints, if they checkpoint."""
   return (CHECKPOINTS_DIR,) if settings.checkpoint_every or settings.resume else ()
+
+
+def params_folders(settings: Settings) -> tuple[str, ...]:
+  """The folder of OUT_DIR where --save_params keeps each run's parameters."""
+  return (PARAMS_DIR,) if settings.save_params else ()
 
 
 def records_in(groups: Groups, done: dict[str, dict]) -> set[str]:
@@ -231,7 +244,8 @@ def train_pending(settings: Settings, groups: Groups, out: str) -> tuple[str, di
                    if checkpoint_folders(settings) else None)
   trained = [group for group in groups.values() if group]
   done = run_pending(trained, load_data_logged, results_path, train_missing=not settings.plot_only,
-                     checkpointing=checkpointing)
+                     checkpointing=checkpointing,
+                     save_params_in=out if settings.save_params else None)
   others = len(done) - len({c.hash for group in trained for c in group})
   if others:
     print(f"  {results_path} also holds {others} runs of other settings; they are not in "

@@ -108,7 +108,7 @@ class EpochCheckpoints:
         if error is None:
           raise
         raise WriteError(f"a checkpoint in {self.settings.directory}", error) from e
-      line = f"{epochs_done} {_digest(state)}\n"
+      line = f"{epochs_done} {tree_digest(state)}\n"
       write_atomically(self._digest_path, lambda path: _write_text(path, line))
 
   @property
@@ -122,7 +122,7 @@ class EpochCheckpoints:
         saved_epoch, digest = f.read().split()
     except (OSError, ValueError):
       raise ValueError(f"no readable digest in {self._digest_path} to check it against") from None
-    if saved_epoch != str(epoch) or digest != _digest(restored):
+    if saved_epoch != str(epoch) or digest != tree_digest(restored):
       raise ValueError(f"its arrays differ from the digest saved with epoch {saved_epoch}")
 
   def close(self, finished: bool) -> None:
@@ -140,7 +140,7 @@ def _write_text(path: str, text: str) -> None:
     f.write(text)
 
 
-def _digest(state: Any) -> str:
+def tree_digest(state: Any) -> str:
   """sha1 of every array of a state, with its shape and dtype, in tree order."""
   digest = hashlib.sha1()
   for leaf in jax.tree.leaves(state):

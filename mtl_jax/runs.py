@@ -5,9 +5,10 @@ import math
 import time
 from typing import Callable, Optional, Sequence
 
+import jax
 import numpy as np
 
-from mtl_jax import metrics
+from mtl_jax import metrics, saved_params
 from mtl_jax.checkpoints import EpochCheckpoints
 from mtl_jax import methods
 from mtl_jax.data.datasets import DataConfig, MultiTaskData, data_identity, load_dataset
@@ -112,10 +113,13 @@ def _status(diverged_step: int, selected_epoch: np.ndarray) -> str:
 
 def run_arm(configs: Sequence[RunConfig], data: MultiTaskData,
             log: Optional[Callable[..., None]] = None,
-            checkpoints: Optional[EpochCheckpoints] = None) -> list[dict]:
+            checkpoints: Optional[EpochCheckpoints] = None,
+            save_params_in: Optional[str] = None) -> list[dict]:
   """Trains `configs` (identical but for their seeds) as one compiled program; a
   transfer arm first pretrains its encoder, all seeds together too.
-  log(epoch, loss_S[, phase]) reports each epoch."""
+  log(epoch, loss_S[, phase]) reports each epoch. `save_params_in` (an output folder):
+  each seed's selected parameters are saved there (saved_params), before its record
+  names them, so that a record never points at a file that is not yet written."""
   start = time.perf_counter()
   first = configs[0]
   assert all(dataclasses.replace(c, seed=first.seed) == first for c in configs)
@@ -170,4 +174,8 @@ def run_arm(configs: Sequence[RunConfig], data: MultiTaskData,
         "metrics": {split: _split_metrics(logits[split][s], getattr(data, split).y)
                     for split in EVAL_SPLITS},
     })
+  if save_params_in:
+    for s, (config, record) in enumerate(zip(configs, records)):
+      seed_params = jax.tree.map(lambda p: p[s], result.params)
+      record.update(saved_params.save(save_params_in, config, data, seed_params))
   return records

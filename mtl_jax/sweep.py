@@ -12,6 +12,7 @@ import numpy as np
 
 from mtl_jax.data.datasets import GENERATED, DataConfig, MultiTaskData
 from mtl_jax.errors import InputError
+from mtl_jax import saved_params
 from mtl_jax.methods import DEFAULT_METHOD
 from mtl_jax.checkpoints import CheckpointSettings, EpochCheckpoints
 from mtl_jax.results import (RESULTS_VERSION, WriteError, append_result, config_hash, line_numbers,
@@ -46,12 +47,15 @@ def describe(config: RunConfig) -> str:
 def run_pending(groups: Sequence[Sequence[RunConfig]],
                 load_data: Callable[[DataConfig], MultiTaskData],
                 results_path: str, train_missing: bool = True,
-                checkpointing: Optional[CheckpointSettings] = None) -> dict[str, dict]:
+                checkpointing: Optional[CheckpointSettings] = None,
+                save_params_in: Optional[str] = None) -> dict[str, dict]:
   """`groups`: lists of configs identical but for their seeds. Returns every record of
   results_path (old and new) by hash. Data is loaded only for groups that train, and
   once for consecutive groups on the same data; with train_missing=False a missing run
   is an error instead. `checkpointing` (its directory the root for all groups) saves
-  each group's training every few epochs, in a folder named by the runs it trains."""
+  each group's training every few epochs, in a folder named by the runs it trains.
+  `save_params_in` (the output folder, --save_params) saves each run's parameters there;
+  a finished run on file without them is trained again to save them."""
   records = _read_records_saying_what_is_set_aside(results_path)
   done = {r["hash"]: r for r in records if r.get("results_version") == RESULTS_VERSION}
   stale = len(records) - len([r for r in records if r.get("results_version") == RESULTS_VERSION])
@@ -59,6 +63,8 @@ def run_pending(groups: Sequence[Sequence[RunConfig]],
     print(f"  {results_path}: {stale} runs from an older version of the training code are set "
           f"aside, not reused (results version {RESULTS_VERSION} changed what a run computes); "
           "runs these flags need are trained again", flush=True)
+  if save_params_in:
+    done = _keeping_saved_params(done, save_params_in, {c.hash for group in groups for c in group})
   missing = sum(c.hash not in done for group in groups for c in group)
   if missing and not train_missing:
     total = sum(len(group) for group in groups)
@@ -74,7 +80,7 @@ def run_pending(groups: Sequence[Sequence[RunConfig]],
     return (f"{sum(c.hash in on_file for group in groups for c in group)} of the "
             f"{sum(len(group) for group in groups)} runs are saved in {results_path}")
   try:
-    _train_groups(groups, load_data, results_path, done, train_missing, checkpointing)
+    _train_groups(groups, load_data, results_path, done, train_missing, checkpointing, save_params_in)
   except KeyboardInterrupt:
     raise SweepInterrupted(f"interrupted: {saved()}; run the same command again to resume") from None
   except WriteError as e:  # a full disk: what is safe, and that the same command resumes
@@ -97,6 +103,16 @@ def _read_records_saying_what_is_set_aside(results_path: str) -> list[dict]:
   return records
 
 
+def _keeping_saved_params(done: dict[str, dict], out_dir: str, wanted: set[str]) -> dict[str, dict]:
+  """`done` without the runs these flags want whose parameters were not saved: they
+  are trained again (the same result: seeds fix every random choice) to save them."""
+  unsaved = {h for h in wanted & set(done) if not saved_params.has_saved_params(done[h], out_dir)}
+  if unsaved:
+    print(f"  {len(unsaved)} finished run{'s' * (len(unsaved) > 1)} on file have no saved "
+          "parameters; trained again to save them (--save_params)", flush=True)
+  return {h: r for h, r in done.items() if h not in unsaved}
+
+
 def _group_checkpoints(todo: Sequence[RunConfig], checkpointing: Optional[CheckpointSettings]
                        ) -> Optional[EpochCheckpoints]:
   if checkpointing is None:
@@ -107,7 +123,7 @@ def _group_checkpoints(todo: Sequence[RunConfig], checkpointing: Optional[Checkp
 
 
 def _train_groups(groups, load_data, results_path: str, done: dict, train_missing: bool,
-                  checkpointing: Optional[CheckpointSettings]) -> None:
+                  checkpointing: Optional[CheckpointSettings], save_params_in: Optional[str] = None) -> None:
   for i, group in enumerate(groups, 1):
     name = f"[{i}/{len(groups)}] {describe(group[0])}"
     todo = [c for c in group if c.hash not in done]
@@ -130,7 +146,7 @@ def _train_groups(groups, load_data, results_path: str, done: dict, train_missin
             f"{time.perf_counter() - start:6.1f}s", flush=True)
 
     checkpoints = _group_checkpoints(todo, checkpointing)
-    records = run_arm(todo, data, log, checkpoints)
+    records = run_arm(todo, data, log, checkpoints, save_params_in)
     for record in records:
       append_result(results_path, record)
       done[record["hash"]] = record

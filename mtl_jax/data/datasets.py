@@ -50,10 +50,13 @@ class MultiTaskData:
   test: Split
   # Where each split's examples came from, recorded with every result.
   origins: dict = dataclasses.field(default_factory=dict)
-  # Read data: the name of each feature column, and what the reader decided that the
-  # user should see (label source, columns left out, cells imputed), printed at the start.
+  # Read data: the name of each feature column, what the reader decided that the user
+  # should see (label source, columns left out, cells imputed), printed at the start,
+  # and how float features were scaled (None: not scaled), which --save_params keeps
+  # so that new data is read alike.
   feature_names: tuple[str, ...] = ()
   notes: tuple[str, ...] = ()
+  standardisation: Optional["Standardisation"] = None
 
   @property
   def input_shape(self) -> tuple[int, ...]:
@@ -360,23 +363,37 @@ def _cut_read_splits(config: DataConfig, source: _Source) -> tuple[dict, dict]:
   return splits, {name: f"{config.dataset} {origin}" for name, origin in origins.items()}
 
 
-def _standardise(splits: dict, dataset: str, feature_names: tuple[str, ...]) -> dict:
+@dataclasses.dataclass(frozen=True)
+class Standardisation:
   """Float features scaled by the train split's mean and std (per last-axis feature),
   computed in float64: in float32 the variance of a column around 1e20 overflows, and
-  the column would become all zeros. uint8 images are left for the model to scale."""
-  x = splits["train"].x
-  if x.dtype == np.uint8:
-    return splits
-  axes = tuple(range(x.ndim - 1))
-  x64 = x.astype(np.float64)
-  mean, std = x64.mean(axes), x64.std(axes)
-  std = np.where(std > 0, std, 1.0)
-  scaled = {}
-  for name, s in splits.items():
+  the column would become all zeros. A constant train column keeps std 1."""
+  mean: np.ndarray  # float64 [D]
+  std: np.ndarray  # float64 [D]
+
+  @classmethod
+  def of(cls, x_train: np.ndarray) -> "Standardisation":
+    axes = tuple(range(x_train.ndim - 1))
+    x64 = x_train.astype(np.float64)
+    std = x64.std(axes)
+    return cls(x64.mean(axes), np.where(std > 0, std, 1.0))
+
+  def apply(self, x: np.ndarray, split: str, dataset: str, feature_names: tuple[str, ...]) -> np.ndarray:
     with np.errstate(over="ignore"):
-      scaled[name] = Split(((s.x.astype(np.float64) - mean) / std).astype(np.float32), s.y)
-    _check_standardised(scaled[name].x, name, dataset, feature_names, mean, std)
-  return scaled
+      scaled = ((x.astype(np.float64) - self.mean) / self.std).astype(np.float32)
+    _check_standardised(scaled, split, dataset, feature_names, self.mean, self.std)
+    return scaled
+
+
+def _standardise(splits: dict, dataset: str, feature_names: tuple[str, ...]
+                 ) -> tuple[dict, Optional[Standardisation]]:
+  """Every split scaled by the train split's Standardisation; uint8 images are left
+  for the model to scale (None)."""
+  if splits["train"].x.dtype == np.uint8:
+    return splits, None
+  scaling = Standardisation.of(splits["train"].x)
+  return {name: Split(scaling.apply(s.x, name, dataset, feature_names), s.y)
+          for name, s in splits.items()}, scaling
 
 
 def _check_standardised(x: np.ndarray, split: str, dataset: str, feature_names: tuple[str, ...],
@@ -408,7 +425,7 @@ def _check_every_task_labelled(config: DataConfig, splits: dict, names: tuple[st
                        "label some")
 
 
-def _read(config: DataConfig) -> tuple[dict, dict, tuple[str, ...], _Source]:
+def _read(config: DataConfig) -> tuple[dict, dict, tuple[str, ...], _Source, Optional[Standardisation]]:
   names = task_names(config)
   source = _read_source(config)
   columns = [source.task_names.index(t) for t in names]
@@ -421,14 +438,15 @@ def _read(config: DataConfig) -> tuple[dict, dict, tuple[str, ...], _Source]:
   splits = {name: Split(xs[name], s.y) for name, s in splits.items()}
   if filled:
     source = dataclasses.replace(source, notes=source.notes + (filled,))
-  return _standardise(splits, config.dataset, source.feature_names), origins, names, source
+  splits, scaling = _standardise(splits, config.dataset, source.feature_names)
+  return splits, origins, names, source, scaling
 
 
 def load_dataset(config: DataConfig) -> MultiTaskData:
   check_data_config(config)
-  source = None
+  source, scaling = None, None
   if read_kind(config.dataset):
-    splits, origins, names, source = _read(config)
+    splits, origins, names, source, scaling = _read(config)
   else:
     names = task_names(config)
     # Each split has its own seed, so a test set does not change when num_train does.
@@ -453,6 +471,7 @@ def load_dataset(config: DataConfig) -> MultiTaskData:
       origins=origins,
       feature_names=source.feature_names if source else (),
       notes=source.notes if source else (),
+      standardisation=scaling,
   )
 
 
