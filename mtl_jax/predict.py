@@ -21,7 +21,7 @@ from mtl_jax.errors import InputError
 
 RUN_DIR = flags.DEFINE_string("run_dir", None, "The --out_dir of a launch run with --save_params.")
 DATASET = flags.DEFINE_string(
-    "dataset", None, "The new data: csv:PATH (the run's feature columns by name; label columns "
+    "dataset", None, "The new data: csv:PATH or arff:PATH (the run's feature columns by name; label columns "
     "optional and left out) or npz:PATH (an array x, for runs trained on unnamed inputs).")
 OUT = flags.DEFINE_string("out", None, "Where to write the predictions, atomically: a .csv or "
                           ".arff file.")

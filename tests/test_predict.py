@@ -225,3 +225,29 @@ def test_a_damaged_parameter_file_is_refused(table, run_dir, tmp_path):
   params.write_bytes(bytes(data))
   with pytest.raises(InputError, match="saved parameters cannot be used"):
     inference.predict_file(str(copy), f"csv:{table[0]}", str(tmp_path / "p.csv"), arm="joint")
+
+
+ARFF_HEADER = """@relation new
+@attribute colour {red,green,blue}
+@attribute id string
+@attribute size numeric
+@attribute 'lab a' {0,1}
+@attribute flag {NO,YES}
+@data
+"""
+
+
+def test_new_arff_inputs_are_matched_by_name_and_value_as_training_reads_them(tmp_path):
+  """The run trained on size, flag and colour one-hot (ATTRIBUTE=VALUE) in that order;
+  the new file declares them in another order, with an id and a label beside them."""
+  from mtl_jax.data.inputs import RunColumns, read_inputs
+  path = tmp_path / "new.arff"
+  path.write_text(ARFF_HEADER + "green,x1,2.5,1,YES\n{0 blue, 1 x2, 2 -1, 4 NO}\n")
+  run = RunColumns(("size", "flag", "colour=red", "colour=green", "colour=blue"), not_features=("lab a",))
+  # Row 2 is sparse: 'lab a' left out is 0, and so is nothing else it leaves out.
+  np.testing.assert_array_equal(read_inputs(f"arff:{path}", run),
+                                [[2.5, 1, 0, 1, 0], [-1, 0, 0, 0, 1]])
+  with pytest.raises(InputError, match="missing 'colour=red'.*not a feature of the run: 'colour=crimson'"):
+    other = tmp_path / "other.arff"
+    other.write_text(ARFF_HEADER.replace("red,", "crimson,") + "green,x1,2.5,1,YES\n")
+    read_inputs(f"arff:{other}", run)

@@ -2,7 +2,7 @@
 the run's feature columns, found by name and put in the run's order, whatever the new
 file's column order; label columns may be there or not and are left out.
 
-Named-column files (csv; arff once its reader is here) must hold exactly the run's
+Named-column files (csv, arff) must hold exactly the run's
 feature columns: a column missing, or one the run never saw (that is neither a label
 nor the split column), is one error naming them all, never a silent guess. An NPZ's
 `x` has no column names, so it serves only runs trained on unnamed inputs (an NPZ or
@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from mtl_jax.data import files, tables
+from mtl_jax.data import arff, arff_table, files, tables
 from mtl_jax.errors import InputError
 
 # How many names an error lists before "and N more".
@@ -62,6 +62,25 @@ def _csv_inputs(path: str, data: bytes, run: RunColumns) -> np.ndarray:
   return tables._parse_features(path, cells[:, index], list(run.features), lines)
 
 
+def _arff_inputs(path: str, data: bytes, run: RunColumns) -> np.ndarray:
+  """As training reads an ARFF file (arff_table): a nominal attribute of more than two
+  values is one column per value, named ATTRIBUTE=VALUE, so new data is matched value by
+  value; string, date and identifier attributes are never features."""
+  parsed = arff.parse(path, data)
+  used, offered = [], []
+  for j, attribute in enumerate(parsed.attributes):
+    names = arff_table._feature_names(attribute)
+    if any(name in run.features for name in names):
+      used.append(j)
+    elif arff_table._identifier_reason(attribute, parsed.codes[:, j]):
+      continue
+    offered += names  # must all be the run's features, or labels (feature_indices)
+  feature_indices(path, offered, run)
+  x = arff_table._features(parsed, tuple(used), impute=False)
+  columns = [name for j in used for name in arff_table._feature_names(parsed.attributes[j])]
+  return x[:, [columns.index(name) for name in run.features]]
+
+
 def _npz_inputs(path: str, data: bytes, run: RunColumns) -> np.ndarray:
   arrays = tables._npz_arrays(path, data)  # the training reader's own checks
   if "x" not in arrays:
@@ -76,6 +95,7 @@ class InputReader:
 
 
 INPUT_READERS = {"csv": InputReader(_csv_inputs, named=True),
+                 "arff": InputReader(_arff_inputs, named=True),
                  "npz": InputReader(_npz_inputs, named=False)}
 
 
