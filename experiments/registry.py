@@ -7,7 +7,7 @@ then add it to the tuple below. tests/test_all_experiments.py runs every entry o
 settings.
 """
 from experiments import (architectures, data_amount, joint_vs_separate, methods, missing_labels,
-                         network_size, relatedness, transfer_vs_mtl)
+                         multilabel_real, network_size, relatedness, transfer_vs_mtl)
 from experiments.experiment import Experiment
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
@@ -19,5 +19,6 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     transfer_vs_mtl.EXPERIMENT,
     methods.EXPERIMENT,
     architectures.EXPERIMENT,
+    multilabel_real.EXPERIMENT,
 )}
 DEFAULT = joint_vs_separate.NAME  # what launch.py runs without --experiment

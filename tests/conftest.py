@@ -16,6 +16,7 @@ import tempfile
 
 import pytest
 from entry_points import launch
+from multilabel_sets import write_sets
 
 # --preset=quick is given, so every flag it sets but these leave alone comes from it.
 # The validation split is large enough that at 99% of labels missing (missing_labels)
@@ -69,7 +70,9 @@ def all_experiments(tmp_path_factory, worker_id):
   out, saved = shared / "all_experiments", shared / "all_experiments.json"
   with _exclusive(str(shared / "all_experiments.lock")):
     if not saved.exists():
-      result = launch(*ALL_TINY, f"--out_dir={out}", timeout=900)
+      write_sets(shared / "multilabel_sets")  # multilabel_real's real-format data
+      result = launch(*ALL_TINY, f"--datasets={shared / 'multilabel_sets'}", f"--out_dir={out}",
+                      timeout=900)
       saved.write_text(json.dumps([result.returncode, result.stdout, result.stderr]))
   code, stdout, stderr = json.loads(saved.read_text())
   assert code == 0, stderr

@@ -1,0 +1,204 @@
+"""Real multi-label benchmarks: joint and separate networks on each set's standard
+train/test split, scored with the multi-label literature's metrics, so that our numbers
+sit beside published ones.
+
+Run:  python launch.py --experiment=multilabel_real --datasets=DIR
+      python launch.py --experiment=multilabel_real \
+          --datasets='arff:enron-train.arff,enron-test.arff;arff:CAL500.arff@last:174'
+Sets: --datasets lists them, separated by ';'. Each is a --dataset value (arff:TRAIN,TEST,
+      arff:FILE, csv:FILE, ...) optionally followed by @LABELS, that set's own
+      --label_columns (e.g. @last:174 for CAL500, which has no label file); or a folder,
+      whose NAME-train.arff / NAME-test.arff pairs and lone NAME.arff files are the sets
+      (their labels from NAME.xml or the files' own convention). Without --datasets, the
+      one set is --dataset (read data only). A set without a test file has one cut from
+      its examples by --test_frac; validation is always cut from the train file alone.
+Both arms use every example of every set; --method and --arch choose how the joint
+network trains and shares. The sets are small (hundreds of rows): training is sized in
+optimizer steps, as for any read data (see cli.train_config).
+Writes: OUT_DIR/results.jsonl, OUT_DIR/summary.csv (every metric, split, task and arm,
+      with a `dataset` column), OUT_DIR/multilabel_real.{png,svg}: per set and metric,
+      joint and separate with 95% CI over seeds.
+"""
+import dataclasses
+import glob
+import os
+
+from absl import flags
+
+from experiments import cli, experiment
+from experiments.experiment import Experiment, Grid, Groups, Summary, records_of
+from mtl_jax import plots
+from mtl_jax.data.datasets import DataConfig, check_data_config, read_kind
+from mtl_jax.errors import InputError
+from mtl_jax.results import DIFF_ARM, format_cell, summarize_arms
+from mtl_jax.runs import ARMS
+
+flags.adopt_module_key_flags(cli)
+
+NAME = "multilabel_real"
+# The literature's headline metrics, in the table's order; every metric is in summary.csv.
+TABLE_METRICS = ("hamming_loss", "micro_f1", "macro_f1", "subset_accuracy", "auc")
+LOWER_IS_BETTER = {"hamming_loss"}
+SET_SEPARATOR, LABELS_MARK = ";", "@"
+
+DATASETS = flags.DEFINE_string(
+    "datasets", None, "multilabel_real: the sets, separated by ';': each a --dataset value "
+    "(arff:TRAIN.arff,TEST.arff, arff:FILE.arff, csv:FILE.csv) with an optional @LABELS (its own "
+    "--label_columns, e.g. @last:174), or a folder of NAME-train.arff/NAME-test.arff pairs and "
+    "NAME.arff files. Default: --dataset alone.")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings(experiment.Settings):
+  sets: tuple[tuple[str, DataConfig], ...] = ()  # (name, data) per benchmark set
+
+
+def _stem(path: str) -> str:
+  name = os.path.splitext(os.path.basename(path))[0]
+  for suffix in ("-train", "-test", "_train", "_test"):
+    if name.endswith(suffix):
+      return name[:-len(suffix)]
+  return name
+
+
+def sets_in_folder(folder: str) -> list[tuple[str, str]]:
+  """(name, dataset) for every set in `folder`: NAME-train.arff with its NAME-test.arff,
+  and lone NAME.arff files."""
+  paths = sorted(glob.glob(os.path.join(folder, "*.arff")))
+  by_name: dict[str, dict[str, str]] = {}
+  for path in paths:
+    base = os.path.splitext(os.path.basename(path))[0]
+    role = "test" if base.endswith(("-test", "_test")) else "train"
+    by_name.setdefault(_stem(path), {})[role] = path
+  found = []
+  for name, files in by_name.items():
+    if "train" not in files:
+      raise InputError(f"--datasets={folder}: {files['test']} has no train file beside it")
+    found.append((name, "arff:" + ",".join(files[r] for r in ("train", "test") if r in files)))
+  if not found:
+    raise InputError(f"--datasets={folder}: no .arff files in this folder")
+  return found
+
+
+def parse_sets(spec: str) -> list[tuple[str, str, tuple[str, ...]]]:
+  """(name, dataset, label_columns) per set of a --datasets value."""
+  sets = []
+  for item in filter(None, (part.strip() for part in spec.split(SET_SEPARATOR))):
+    dataset, _, labels = item.partition(LABELS_MARK)
+    label_columns = tuple(filter(None, labels.split(","))) if labels else ()
+    if os.path.isdir(os.path.expanduser(dataset)):
+      sets += [(name, found, label_columns) for name, found in sets_in_folder(os.path.expanduser(dataset))]
+    elif read_kind(dataset):
+      first_file = dataset.partition(":")[2].split(",")[0]
+      sets.append((_stem(first_file), dataset, label_columns))
+    else:
+      raise InputError(f"--datasets: {dataset!r} is neither a folder nor read data "
+                       "(arff:TRAIN.arff,TEST.arff, arff:FILE.arff, csv:FILE.csv, ...)")
+  names = [name for name, _, _ in sets]
+  repeated = sorted({n for n in names if names.count(n) > 1})
+  if repeated:
+    raise InputError(f"--datasets: two sets are both called {repeated[0]!r}; rename one file")
+  if not sets:
+    raise InputError("--datasets lists no set")
+  return sets
+
+
+def _set_config(base: DataConfig, dataset: str, label_columns: tuple[str, ...]) -> DataConfig:
+  """Every example of the set with only its own missing labels, whatever the size flags
+  say for generated data."""
+  return dataclasses.replace(base, dataset=dataset, label_columns=label_columns or base.label_columns,
+                             num_train=None, num_val=None, num_test=None, missing_frac=0.0,
+                             label_budget=(), tasks=())
+
+
+def settings_from_flags() -> Settings:
+  # Tables of features, not images: the MLP unless --encoder says otherwise.
+  with cli.flag_defaults({"encoder": "mlp"}):
+    settings = cli.settings(Settings)
+  base = settings.data
+  if DATASETS.value:
+    items = parse_sets(DATASETS.value)
+  elif read_kind(base.dataset):
+    items = [(_stem(base.dataset.partition(":")[2].split(",")[0]), base.dataset, base.label_columns)]
+  else:
+    items = []  # refused by `requires`, with the reason
+  return dataclasses.replace(settings, sets=tuple((name, _set_config(base, dataset, labels))
+                                                  for name, dataset, labels in items),
+                             train=dataclasses.replace(settings.train, steps=cli.train_steps(read_data=True)))
+
+
+def needs_sets(s: Settings) -> str | None:
+  return None if s.sets else ("needs real multi-label data: --datasets=FOLDER or "
+                              "--datasets='arff:A-train.arff,A-test.arff;...' (or a read --dataset)")
+
+
+def grid(settings: Settings) -> Grid:
+  groups = {}
+  for name, data in settings.sets:
+    check_data_config(data)
+    for arm in ARMS:
+      groups[name, arm] = settings.seed_configs(NAME, arm, data)
+  return Grid(groups, f"{NAME}: joint vs separate {settings.encoder.kind} networks on "
+                      f"{len(settings.sets)} sets ({', '.join(n for n, _ in settings.sets)}), "
+                      f"{settings.seeds} seeds")
+
+
+def summarize(settings: Settings, groups: Groups, done: dict[str, dict]) -> Summary:
+  rows = []
+  for name, _ in settings.sets:
+    records_by_arm = {arm: records_of(groups[name, arm], done) for arm in ARMS}
+    rows += summarize_arms(records_by_arm, records_by_arm["joint"][0]["task_names"], keys={"dataset": name})
+  encoder = settings.encoder
+  return Summary(rows, f"{len(settings.sets)} multi-label sets, standard splits: {encoder.kind} width "
+                       f"{encoder.width} depth {encoder.depth}, {settings.seeds} seeds (95% CI)")
+
+
+def _cells(rows: list[dict], split: str) -> dict:
+  return {(r["dataset"], r["metric"], r["arm"]): r for r in rows
+          if r["split"] == split and r["task"] == "mean"}
+
+
+def format_table(settings: Settings, rows: list[dict], split: str = "test") -> str:
+  cell = _cells(rows, split)
+  metrics = [m for m in TABLE_METRICS if any(k[1] == m for k in cell)]
+  header = f"{'set':<12} {'arm':<14}" + "".join(
+      f" {m + (' (lower better)' if m in LOWER_IS_BETTER else ''):>22}" for m in metrics)
+  lines = [header, "-" * len(header)]
+  for name, _ in settings.sets:
+    for arm in (*ARMS, DIFF_ARM):
+      values = [cell.get((name, m, arm)) for m in metrics]
+      lines.append(f"{name:<12} {arm:<14}" + "".join(
+          f" {format_cell(v) if v else '-':>22}" for v in values))
+  return "\n".join(lines)
+
+
+def table(settings: Settings, rows: list[dict]) -> str:
+  return (f"\nTest metrics (example- and label-based, over each set's labelled cells), mean ± 95% CI "
+          f"over {settings.seeds} seeds; {DIFF_ARM} is paired by seed:\n" + format_table(settings, rows))
+
+
+def draw(rows: list[dict], out_path: str, title: str, split: str = "test") -> None:
+  """One panel per headline metric: joint and separate per set, 95% CI over seeds."""
+  cell = _cells(rows, split)
+  sets = list(dict.fromkeys(r["dataset"] for r in rows))
+  metrics = [m for m in TABLE_METRICS if any(k[1] == m for k in cell)]
+  fig, axes = plots.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.6), squeeze=False)
+  for ax, metric in zip(axes[0], metrics):
+    bars = {arm: ([cell[s, metric, arm]["mean"] for s in sets], [cell[s, metric, arm]["ci95"] for s in sets])
+            for arm in ARMS}
+    plots.bars_with_ci(ax, sets, bars, plots.ARM_COLORS)
+    ax.set_ylabel(f"{split} {plots.metric_label(metric)}" + (" (lower better)" if metric in LOWER_IS_BETTER else ""))
+    ax.grid(axis="y", alpha=0.3)
+  handles, labels = axes[0][0].get_legend_handles_labels()
+  fig.legend(handles, labels, loc="upper right", ncols=len(labels), frameon=False)
+  plots.finish(fig, title, out_path)
+
+
+EXPERIMENT = Experiment(
+    name=NAME, summary="joint against separate networks on real multi-label benchmark sets",
+    settings_from_flags=settings_from_flags, grid=grid, summarize=summarize, table=table, draw=draw,
+    presets={"quick": dict(seeds=5), "full": dict(seeds=10)},
+    requires=(needs_sets,))
+
+if __name__ == "__main__":
+  cli.run(EXPERIMENT.main)
