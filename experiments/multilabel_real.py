@@ -2,14 +2,15 @@
 train/test split, scored with the multi-label literature's metrics, so that our numbers
 sit beside published ones.
 
-Run:  python launch.py --experiment=multilabel_real --datasets=DIR
+Run:  python launch.py --experiment=multilabel_real --datasets=DIR   (a folder of sets)
       python launch.py --experiment=multilabel_real \
           --datasets='arff:enron-train.arff,enron-test.arff;arff:CAL500.arff@last:174'
 Sets: --datasets lists them, separated by ';'. Each is a --dataset value (arff:TRAIN,TEST,
       arff:FILE, csv:FILE, ...) optionally followed by @LABELS, that set's own
       --label_columns (e.g. @last:174 for CAL500, which has no label file); or a folder,
       whose NAME-train.arff / NAME-test.arff pairs and lone NAME.arff files are the sets
-      (their labels from NAME.xml or the files' own convention). Without --datasets, the
+      (their labels from NAME.xml or the files' own convention); a set named on its own
+      replaces the folder's set of that name. Without --datasets, the
       one set is --dataset (read data only). A set without a test file has one cut from
       its examples by --test_frac; validation is always cut from the train file alone.
 Both arms use every example of every set; --method and --arch choose how the joint
@@ -81,26 +82,31 @@ def sets_in_folder(folder: str) -> list[tuple[str, str]]:
 
 
 def parse_sets(spec: str) -> list[tuple[str, str, tuple[str, ...]]]:
-  """(name, dataset, label_columns) per set of a --datasets value."""
-  sets = []
+  """(name, dataset, label_columns) per set of a --datasets value. A set named on its
+  own replaces the set of that name found in a folder (e.g. a folder, and its CAL500
+  again with @last:174, which its file cannot say)."""
+  found, named = {}, {}
   for item in filter(None, (part.strip() for part in spec.split(SET_SEPARATOR))):
     dataset, _, labels = item.partition(LABELS_MARK)
     label_columns = tuple(filter(None, labels.split(","))) if labels else ()
     if os.path.isdir(os.path.expanduser(dataset)):
-      sets += [(name, found, label_columns) for name, found in sets_in_folder(os.path.expanduser(dataset))]
+      for name, in_folder in sets_in_folder(os.path.expanduser(dataset)):
+        _add(found, name, (in_folder, label_columns))
     elif read_kind(dataset):
-      first_file = dataset.partition(":")[2].split(",")[0]
-      sets.append((_stem(first_file), dataset, label_columns))
+      _add(named, _stem(dataset.partition(":")[2].split(",")[0]), (dataset, label_columns))
     else:
       raise InputError(f"--datasets: {dataset!r} is neither a folder nor read data "
                        "(arff:TRAIN.arff,TEST.arff, arff:FILE.arff, csv:FILE.csv, ...)")
-  names = [name for name, _, _ in sets]
-  repeated = sorted({n for n in names if names.count(n) > 1})
-  if repeated:
-    raise InputError(f"--datasets: two sets are both called {repeated[0]!r}; rename one file")
+  sets = {**found, **named}
   if not sets:
     raise InputError("--datasets lists no set")
-  return sets
+  return [(name, dataset, labels) for name, (dataset, labels) in sets.items()]
+
+
+def _add(sets: dict, name: str, set_: tuple[str, tuple[str, ...]]) -> None:
+  if name in sets:
+    raise InputError(f"--datasets: two sets are both called {name!r}; rename one file")
+  sets[name] = set_
 
 
 def _set_config(base: DataConfig, dataset: str, label_columns: tuple[str, ...]) -> DataConfig:

@@ -18,6 +18,9 @@ def test_a_folder_and_explicit_sets_are_found_with_their_splits(tmp_path):
   found = parse_sets(str(tmp_path))
   assert found == [("alpha", f"arff:{tmp_path}/alpha-train.arff,{tmp_path}/alpha-test.arff", ()),
                    ("beta", f"arff:{tmp_path}/beta.arff", ())]
+  # Named on its own, a set replaces the folder's set of that name, in the folder's place.
+  assert parse_sets(f"{tmp_path};arff:{tmp_path}/beta.arff@last:3")[1] == (
+      "beta", f"arff:{tmp_path}/beta.arff", ("last:3",))
   assert parse_sets(f"arff:{tmp_path}/beta.arff@last:3; csv:x/gamma.csv") == [
       ("beta", f"arff:{tmp_path}/beta.arff", ("last:3",)), ("gamma", "csv:x/gamma.csv", ())]
 
