@@ -139,6 +139,8 @@ def _train_groups(groups, load_data, results_path: str, done: dict, train_missin
             f"{len(data.train.y) // group[0].train.batch_size} batches of {group[0].train.batch_size}", flush=True)
 
     def log(epoch: int, loss_S: np.ndarray, phase: str = "epoch"):
+      if not _shown(epoch, epochs):
+        return
       finite = loss_S[np.isfinite(loss_S)]
       loss = f"train J {finite.mean():.4f} (mean of {finite.size} seeds)" if finite.size else "train J -"
       failed = f", {loss_S.size - finite.size} diverged" if finite.size < loss_S.size else ""
@@ -165,6 +167,18 @@ def _train_groups(groups, load_data, results_path: str, done: dict, train_missin
     print(f"  {name}: {r['param_count']:,} parameters per seed, "
           f"{r['train_steps'] / r['train_seconds_all_seeds']:.1f} steps/s for all seeds together",
           flush=True)
+
+
+# Progress lines per group at most: read data trained in steps can run hundreds of
+# short epochs, and a line for each would bury the rest of the output.
+MAX_PROGRESS_LINES = 20
+
+
+def _shown(epoch: int, epochs: int) -> bool:
+  """Every epoch of a short run; of a long one, every k-th and the last (about
+  MAX_PROGRESS_LINES lines)."""
+  every = -(-epochs // MAX_PROGRESS_LINES)
+  return epoch % every == 0 or epoch == epochs or epoch == 1
 
 
 def _say_if_still_improving(name: str, records: list[dict]) -> None:

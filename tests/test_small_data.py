@@ -58,6 +58,9 @@ def test_read_data_trains_for_steps_and_says_so(small_csv, tmp_path):
                   "--seeds=1", "--batch_size=32", "--weight_decay=0.01", f"--out_dir={tmp_path}")
   assert result.returncode == 0, result.stderr
   assert f"{READ_DATA_STEPS} optimizer steps, 167 epochs of 6 batches of 32" in result.stdout
+  # Progress every 9th epoch (167 / 20, rounded up), the first and the last; not 167 lines.
+  shown = [line.split(" epoch ")[1].split()[0] for line in result.stdout.splitlines() if " epoch " in line]
+  assert shown[:3] == ["1/167", "9/167", "18/167"] and shown[-1] == "167/167" and len(shown) <= 2 * 21
   for line in open(tmp_path / "results.jsonl"):
     record = json.loads(line)
     assert record["config"]["train"]["steps"] == READ_DATA_STEPS
