@@ -95,6 +95,16 @@ def _split_metrics(logits_NxT: np.ndarray, labels_NxT: np.ndarray, thresholds_T:
   return entries
 
 
+def score_seed(rule: thresholds.Rule, logits_by_split: dict[str, np.ndarray],
+               data: MultiTaskData) -> tuple[list[float], dict]:
+  """(decision thresholds as probabilities, every split's metrics) of one seed's logits
+  [N, T] per split. The thresholds come from the validation split alone."""
+  thresholds_T = thresholds.choose(rule, logits_by_split["val"], data.val.y)
+  split_metrics = {split: _split_metrics(logits_by_split[split], getattr(data, split).y, thresholds_T)
+                   for split in EVAL_SPLITS}
+  return thresholds.as_probabilities(thresholds_T), split_metrics
+
+
 # The last pretraining, by (data, encoder, training, seeds): both transfer arms and
 # every label count of a sweep start from the same pretrained encoder.
 _last_pretrained: dict[tuple, tuple[dict, float]] = {}
@@ -144,9 +154,8 @@ def run_arm(configs: Sequence[RunConfig], data: MultiTaskData,
                  validation=(data.val.x, data.val.y), checkpoints=checkpoints,
                  task_names=data.task_names)
   logits = {split: predict(model, result.params, getattr(data, split).x) for split in EVAL_SPLITS}
-  # Chosen on the validation split alone (first.threshold), per seed.
-  thresholds_SxT = [thresholds.choose(first.threshold, logits["val"][s], data.val.y)
-                    for s in range(len(seeds))]
+  scored = [score_seed(first.threshold, {split: logits[split][s] for split in EVAL_SPLITS}, data)
+            for s in range(len(seeds))]
   params_per_seed = param_count(result.params) // len(seeds)
   wall_seconds = time.perf_counter() - start
   records = []
@@ -187,8 +196,7 @@ def run_arm(configs: Sequence[RunConfig], data: MultiTaskData,
         "status": _status(result.diverged_step_S[s], result.selected_epoch_S[s]),
         "diverged_at_step": int(result.diverged_step_S[s]) or None,
         # Per task, as probabilities: where scores became decisions (config.threshold).
-        "decision_thresholds": thresholds.as_probabilities(thresholds_SxT[s]),
-        "metrics": {split: _split_metrics(logits[split][s], getattr(data, split).y, thresholds_SxT[s])
-                    for split in EVAL_SPLITS},
+        "decision_thresholds": scored[s][0],
+        "metrics": scored[s][1],
     })
   return records
