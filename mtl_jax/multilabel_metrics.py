@@ -92,7 +92,7 @@ def jaccard_accuracy(s: Scored) -> float:
   tp, fp, fn = _confusion(s, axis=1)
   union_N = tp + fp + fn
   # Nothing true and nothing claimed among the valid labels: a perfect answer (1), as
-  # in MULAN and scikit-learn's jaccard_score(zero_division=1).
+  # scikit-learn's jaccard_score(zero_division=1) scores it.
   per_example = np.where(union_N > 0, tp / np.maximum(union_N, 1), 1.0)
   return _mean_or_nan(per_example[s.valid_NxT.any(axis=1)])
 
