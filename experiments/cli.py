@@ -19,12 +19,13 @@ from typing import Callable, Optional, TypeVar
 import numpy as np
 from absl import app, flags, logging
 
-from mtl_jax import memory_estimate
+from mtl_jax import memory_estimate, thresholds
 from mtl_jax.data import driving, impute
 from mtl_jax.data.datasets import DATASETS, DataConfig, read_kind
 from mtl_jax.errors import InputError
 from mtl_jax.methods import DEFAULT_METHOD, METHODS, build_method, hyper_parameters
 from mtl_jax.step import check_method_fits  # what --arch must serve
+from mtl_jax.results import SUMMARY_METRICS
 from mtl_jax.models import (ARCH_OPTIONS, DTYPES, ENCODERS, MODELS, SEPARATE_ARM, EncoderSpec,
                             architecture_options, architecture_summary, build_model)
 from mtl_jax.data.driving import SceneConfig
@@ -196,6 +197,56 @@ flags.register_validator(
 flags.register_validator(
     "learning_rate", lambda v: 0.0 < v < math.inf, message="--learning_rate must be positive and finite")
 
+# ---- Decisions and the printed table's metrics (docs/metrics.md).
+THRESHOLD = flags.DEFINE_string(
+    "threshold", str(thresholds.DEFAULT_PROBABILITY), "Where a task's probability becomes a "
+    "yes/no decision for accuracy, hamming_loss, subset/jaccard accuracy and F1: a probability "
+    "in (0, 1) for every task, or 'val': each task's threshold maximises its F1 on the "
+    "validation split (never the test split) and is recorded in results.jsonl.")
+# The printed per-task table's metrics when --metrics is not given: today's AUC and AP.
+DEFAULT_TABLE_METRICS = ("auc", "ap")
+METRICS = flags.DEFINE_list(
+    "metrics", list(DEFAULT_TABLE_METRICS), "joint_vs_separate: the metrics of the printed "
+    f"table, any of {', '.join(SUMMARY_METRICS)}; summary.csv always has all of them.")
+
+
+def _known_metrics(names: list[str]) -> bool:
+  unknown = [n for n in names if n not in SUMMARY_METRICS]
+  if unknown or not names:
+    raise flags.ValidationError(f"--metrics: unknown {', '.join(unknown) or 'empty list'}; "
+                                f"valid: {', '.join(SUMMARY_METRICS)}")
+  return True
+
+
+def _threshold_rule_valid(text: str) -> bool:
+  try:
+    return bool(thresholds.parse_rule(text))
+  except ValueError as e:
+    raise flags.ValidationError(str(e)) from None
+
+
+flags.register_validator("metrics", _known_metrics)
+flags.register_validator("threshold", _threshold_rule_valid)
+
+
+def threshold_rule() -> thresholds.Rule:
+  return thresholds.parse_rule(THRESHOLD.value)
+
+
+# The Settings field of an experiment whose printed table --metrics chooses.
+TABLE_METRICS_FIELD = "table_metrics"
+
+
+def table_metrics() -> tuple[str, ...]:
+  return tuple(dict.fromkeys(METRICS.value))
+
+
+def _refuse_unused_metrics(cls: type) -> None:
+  """A --metrics that this experiment's table would not show is refused, not ignored."""
+  if _chosen(METRICS) and TABLE_METRICS_FIELD not in {f.name for f in dataclasses.fields(cls)}:
+    raise InputError("--metrics chooses the columns of joint_vs_separate's table; the other "
+                     "experiments print test ROC-AUC, and every summary.csv has every metric")
+
 
 def _chosen(flag) -> bool:
   """Whether the command line, a preset or an experiment set this flag."""
@@ -286,10 +337,11 @@ def settings(cls: type[S], **own) -> S:
   """The shared flags as an experiment's Settings (experiment.Settings or its
   subclass), with the experiment's own fields `own`, already read from its flags;
   refused here if its runs cannot fit in memory."""
+  _refuse_unused_metrics(cls)
   chosen = cls(data=data_config(), encoder=encoder_spec(), train=train_config(), seeds=SEEDS.value,
                arch=ARCH.value, arch_options=arch_options(), out_dir=OUT_DIR.value,
                plot_only=PLOT_ONLY.value, checkpoint_every=CHECKPOINT_EVERY.value, resume=RESUME.value,
-               save_params=SAVE_PARAMS.value, **own)
+               save_params=SAVE_PARAMS.value, threshold=threshold_rule(), **own)
   if not chosen.plot_only:
     check_memory(chosen)
   return chosen

@@ -17,13 +17,14 @@ from typing import Callable, Hashable, Iterable, Iterator, Optional
 
 import numpy as np
 
+from mtl_jax import thresholds
 from mtl_jax.checkpoints import CheckpointSettings
 from mtl_jax.data.columns import describe_features
 from mtl_jax.data.datasets import DataConfig, MultiTaskData, load_dataset, read_kind, task_names
 from mtl_jax.errors import InputError
 from mtl_jax.models import EncoderSpec
 from mtl_jax.results import (CHECKPOINTS_DIR, RESULTS_FILE, WriteError, check_outputs, hold_out_dir,
-                             output_files, write_summary_and_plots)
+                             output_files, summary_gaps, write_summary_and_plots)
 from mtl_jax.runs import RunConfig
 from mtl_jax.saved_params import PARAMS_DIR
 from mtl_jax.sweep import run_pending
@@ -51,6 +52,7 @@ class Settings:
   checkpoint_every: int = 0  # epochs between checkpoints (0: never)
   resume: bool = False  # continue groups from their latest checkpoint
   save_params: bool = False  # keep each run's selected parameters in out_dir/params (predict)
+  threshold: thresholds.Rule = thresholds.DEFAULT_PROBABILITY  # decisions (RunConfig.threshold)
 
   def __post_init__(self):
     if self.save_params and self.plot_only:
@@ -63,8 +65,8 @@ class Settings:
     """One group: the same run for every seed, with these settings' encoder and
     training unless a sweep point gives its own."""
     return [RunConfig(experiment, arm, seed, data, encoder or self.encoder, train or self.train,
-                      pretrain=pretrain, arch=self.arch,
-                      arch_options=self.arch_options) for seed in range(self.seeds)]
+                      pretrain=pretrain, arch=self.arch, arch_options=self.arch_options,
+                      threshold=self.threshold) for seed in range(self.seeds)]
 
 
 # An experiment's grid: groups of configs identical but for their seeds, by the
@@ -182,6 +184,9 @@ class Experiment:
       start = time.perf_counter()
       print(grid.headline, flush=True)
       results_path, done = train_pending(settings, grid.groups, out)
+      gaps = summary_gaps(done[h] for h in records_in(grid.groups, done))
+      if gaps:
+        print(gaps, flush=True)
       summary = self.summarize(settings, grid.groups, done)
       try:
         written = write_summary_and_plots(out, self.name, summary.rows, summary.title, self.draw,

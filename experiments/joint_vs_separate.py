@@ -9,24 +9,32 @@ Finds: see the README; the table printed at the end gives mean and 95% CI per ta
 Writes: OUT_DIR/results.jsonl (one line per arm and seed, with its full config),
       OUT_DIR/summary.csv and OUT_DIR/joint_vs_separate.png (and .svg).
 """
+import dataclasses
+
 from absl import flags
 
-from experiments import cli
-from experiments.experiment import (FULL_SCENES, QUICK_SCENES, Experiment, Grid, Groups, Settings,
-                                    Summary, needs_images_for_cnn, records_of)
+from experiments import cli, experiment
+from experiments.experiment import (FULL_SCENES, QUICK_SCENES, Experiment, Grid, Groups, Summary,
+                                    needs_images_for_cnn, records_of)
 from mtl_jax import plots
 from mtl_jax.data.datasets import check_data_config
+from mtl_jax.metrics import METRICS
 from mtl_jax.results import DIFF_ARM, format_cell, summarize_arms
 from mtl_jax.runs import ARMS
 
 flags.adopt_module_key_flags(cli)
 
 NAME = "joint_vs_separate"
-# Settings (imported above) are the shared ones: this experiment has no knobs of its own.
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings(experiment.Settings):
+  # The printed table's metrics (--metrics); summary.csv has every metric regardless.
+  table_metrics: tuple[str, ...] = cli.DEFAULT_TABLE_METRICS
 
 
 def settings_from_flags() -> Settings:
-  return cli.settings(Settings)
+  return cli.settings(Settings, table_metrics=cli.table_metrics())
 
 
 def grid(settings: Settings) -> Grid:
@@ -48,29 +56,50 @@ def summarize(settings: Settings, groups: Groups, done: dict[str, dict]) -> Summ
   return Summary(rows, title)
 
 
-def format_table(rows: list[dict], split: str = "test") -> str:
+# The printed table without --metrics: (metric, arm) columns as they have always been.
+DEFAULT_COLUMNS = (("auc", "joint"), ("auc", "separate"), ("auc", DIFF_ARM), ("ap", "joint"),
+                   ("ap", "separate"))
+_ARM_LABELS = {"joint": "joint", "separate": "separate", DIFF_ARM: "joint-sep"}
+_SHORT_NAMES = {"auc": "AUC", "ap": "AP"}
+
+
+def columns(metrics: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+  """The table's (metric, arm) columns: joint, separate and their paired difference for
+  each metric chosen; today's columns for the default metrics."""
+  if tuple(metrics) == cli.DEFAULT_TABLE_METRICS:
+    return DEFAULT_COLUMNS
+  return tuple((metric, arm) for metric in metrics for arm in _ARM_LABELS)
+
+
+def format_table(rows: list[dict], split: str = "test",
+                 table_columns: tuple[tuple[str, str], ...] = DEFAULT_COLUMNS) -> str:
+  """One line per task (and their mean); an example-based metric has only the mean's
+  cell, '-' elsewhere."""
   cell = {(r["metric"], r["task"], r["arm"]): r for r in rows if r["split"] == split}
   tasks = list(dict.fromkeys(r["task"] for r in rows))
-  fmt = format_cell
-  header = (f"{'task':<14} {'AUC joint':>15} {'AUC separate':>15} {'AUC joint-sep':>15}"
-            f" {'AP joint':>15} {'AP separate':>15}")
+  headers = [f"{_SHORT_NAMES.get(m, m)} {_ARM_LABELS[arm]}"
+             for m, arm in table_columns]
+  widths = [max(15, len(h)) for h in headers]
+  header = f"{'task':<14}" + "".join(f" {h:>{w}}" for h, w in zip(headers, widths))
   lines = [header, "-" * len(header)]
   for task in tasks:
-    lines.append(f"{task:<14} {fmt(cell['auc', task, 'joint']):>15} {fmt(cell['auc', task, 'separate']):>15}"
-                 f" {fmt(cell['auc', task, DIFF_ARM]):>15} {fmt(cell['ap', task, 'joint']):>15}"
-                 f" {fmt(cell['ap', task, 'separate']):>15}")
+    texts = [format_cell(cell[m, task, arm]) if (m, task, arm) in cell else "-"
+             for m, arm in table_columns]
+    lines.append(f"{task:<14}" + "".join(f" {t:>{w}}" for t, w in zip(texts, widths)))
   return "\n".join(lines)
 
 
 def table(settings: Settings, rows: list[dict]) -> str:
-  return f"\nTest metrics, mean ± 95% CI over {settings.seeds} seeds:\n" + format_table(rows)
+  return (f"\nTest metrics, mean ± 95% CI over {settings.seeds} seeds:\n"
+          + format_table(rows, table_columns=columns(settings.table_metrics)))
 
 
 def draw(rows: list[dict], out_path: str, title: str, split: str = "test") -> None:
   """Per-task bars for joint vs separate networks, one panel per metric, with the 95%
   CI over seeds as error bars."""
   rows = plots.select(rows, split=split)
-  metric_names = list(dict.fromkeys(r["metric"] for r in rows))
+  # The per-task metrics; the multi-label ones are in summary.csv and docs/metrics.md.
+  metric_names = [m for m in dict.fromkeys(r["metric"] for r in rows) if m in METRICS]
   tasks = list(dict.fromkeys(r["task"] for r in rows))
   fig, axes = plots.subplots(1, len(metric_names), figsize=(4.2 * len(metric_names), 3.8),
                              squeeze=False)

@@ -4,6 +4,8 @@ Computed once per run on the host in float64, so they are exact rather than fast
 A task whose valid labels are all one class has no ROC-AUC or AP, and a task with a
 non-finite score has no metric at all: they get NaN, and the mean over tasks skips them.
 """
+from typing import Optional
+
 import numpy as np
 from scipy.stats import rankdata
 
@@ -38,17 +40,20 @@ def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
   return float(np.sum(recall_gain * true_pos / predicted_pos))
 
 
-def task_metrics(logits_NxT: np.ndarray, labels_NxT: np.ndarray) -> dict[str, np.ndarray]:
-  """{'accuracy' | 'auc' | 'ap': [T]} over each task's valid labels."""
+def task_metrics(logits_NxT: np.ndarray, labels_NxT: np.ndarray,
+                 thresholds_T: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
+  """{'accuracy' | 'auc' | 'ap': [T]} over each task's valid labels; accuracy decides
+  positive where the logit is above its task's threshold (default 0: p = 0.5)."""
   logits_NxT = np.asarray(logits_NxT, np.float64)
   labels_NxT = np.asarray(labels_NxT)
+  thresholds_T = np.zeros(labels_NxT.shape[1]) if thresholds_T is None else thresholds_T
   out = {name: np.full(labels_NxT.shape[1], np.nan) for name in METRICS}
   for j in range(labels_NxT.shape[1]):
     valid = labels_NxT[:, j] != MISSING
     scores, labels = logits_NxT[valid, j], labels_NxT[valid, j].astype(np.int64)
     if labels.size == 0 or not np.all(np.isfinite(scores)):
       continue  # no labels to score, or scores that no ranking can be read from
-    out["accuracy"][j] = np.mean((scores > 0) == (labels == 1))
+    out["accuracy"][j] = np.mean((scores > thresholds_T[j]) == (labels == 1))
     out["auc"][j] = roc_auc(scores, labels)
     out["ap"][j] = average_precision(scores, labels)
   return out

@@ -17,6 +17,7 @@ from scipy import stats
 
 from mtl_jax.errors import InputError
 from mtl_jax.metrics import METRICS
+from mtl_jax.multilabel_metrics import MULTILABEL_METRICS
 
 RESULTS_FILE = "results.jsonl"
 SUMMARY_FILE = "summary.csv"
@@ -32,6 +33,11 @@ SPLITS = ("val", "test")
 # 3: training sized in optimizer steps (TrainConfig.steps) and weight decay: every
 #    config, and so every hash, gained the two fields.
 RESULTS_VERSION = 3
+# The multi-label metrics bumped nothing: they add to a record without changing what
+# training does, so a record without them is still read (summary_gaps says so).
+# Every metric of summary.csv, in its order: the per-task ones every record has, then
+# the multi-label ones (records written before they existed lack them).
+SUMMARY_METRICS = METRICS + tuple(MULTILABEL_METRICS)
 
 
 def config_hash(config: dict) -> str:
@@ -140,13 +146,26 @@ def read_records(path: str) -> tuple[list[dict], list[int]]:
   return records, unusable
 
 
+def has_per_task(metric: str) -> bool:
+  """Whether a metric has a value per task (else one value per split, task 'mean')."""
+  return metric in METRICS or MULTILABEL_METRICS[metric].per_task
+
+
+def _is_entry(entry, metric: str, num_tasks: int) -> bool:
+  """{"per_task": [T values], "mean": v} for a per-task metric, {"mean": v} otherwise."""
+  if not isinstance(entry, dict) or "mean" not in entry:
+    return False
+  per_task = entry.get("per_task")
+  return not has_per_task(metric) or (isinstance(per_task, list) and len(per_task) == num_tasks)
+
+
 def _is_metrics(metrics, num_tasks: int) -> bool:
+  """Every split has METRICS; a multi-label metric may be absent (an older record),
+  but one that is there has its right shape."""
   return isinstance(metrics, dict) and all(
-      isinstance(metrics.get(split), dict) and all(
-          isinstance(metrics[split].get(m), dict)
-          and isinstance(metrics[split][m].get("per_task"), list)
-          and len(metrics[split][m]["per_task"]) == num_tasks and "mean" in metrics[split][m]
-          for m in METRICS)
+      isinstance(metrics.get(split), dict)
+      and all(_is_entry(metrics[split].get(m), m, num_tasks) for m in METRICS)
+      and all(_is_entry(metrics[split][m], m, num_tasks) for m in MULTILABEL_METRICS if m in metrics[split])
       for split in SPLITS)
 
 
@@ -238,25 +257,37 @@ def format_cell(row: dict) -> str:
 
 
 def _metric(record: dict, split: str, metric: str, task_index: Optional[int]) -> float:
-  if diverged(record):
+  """NaN for a failed run, an undefined value, or a metric the record predates."""
+  m = record["metrics"][split].get(metric)
+  if diverged(record) or m is None:
     return np.nan
-  m = record["metrics"][split][metric]
   value = m["mean"] if task_index is None else m["per_task"][task_index]
   return np.nan if value is None else value
 
 
+def summary_gaps(records: Iterable[dict]) -> str:
+  """'' when every record has every metric of the summary; else one line saying how
+  many runs predate the multi-label metrics (their rows count n without them)."""
+  old = sum(1 for r in records if any(m not in r["metrics"][split] for split in SPLITS for m in SUMMARY_METRICS))
+  if not old:
+    return ""
+  return (f"  {old} run{'s' * (old > 1)} on file predate the multi-label metrics "
+          f"({', '.join(MULTILABEL_METRICS)}): summary.csv's n for those leaves them out; "
+          "train them anew into another --out_dir to have them")
+
+
 def summarize_arms(records_by_arm: dict[str, list[dict]], task_names: Sequence[str],
                    keys: Optional[dict] = None) -> list[dict]:
-  """Rows of mean and 95% CI over seeds per split, metric, task ('mean' = the mean over
-  tasks) and arm. With both a joint and a separate arm, also the difference joint -
+  """Rows of mean and 95% CI over seeds per split, metric (SUMMARY_METRICS), task
+  ('mean' = the mean over tasks; the only task of an example-based metric) and arm. With both a joint and a separate arm, also the difference joint -
   separate paired by seed (pair_by_seed). `keys` (e.g. the width of a sweep point)
   lead every row. Diverged runs (and runs with no selected epoch) are left out;
   `diverged` counts them (for the difference, the seeds where either arm failed)."""
   rows = []
   tasks = list(enumerate(task_names)) + [(None, "mean")]
   for split in SPLITS:
-    for metric in METRICS:
-      for index, task in tasks:
+    for metric in SUMMARY_METRICS:
+      for index, task in (tasks if has_per_task(metric) else tasks[-1:]):
         values = {arm: np.array([_metric(r, split, metric, index) for r in records])
                   for arm, records in records_by_arm.items()}
         failed = {arm: np.array([diverged(r) for r in records]) for arm, records in records_by_arm.items()}

@@ -8,10 +8,11 @@ from typing import Callable, Optional, Sequence
 import jax
 import numpy as np
 
-from mtl_jax import metrics, saved_params
+from mtl_jax import metrics, saved_params, thresholds
 from mtl_jax.checkpoints import EpochCheckpoints
 from mtl_jax import methods
 from mtl_jax.data.datasets import DataConfig, MultiTaskData, data_identity, load_dataset
+from mtl_jax.multilabel_metrics import MULTILABEL_METRICS, metric_values
 from mtl_jax.models import SEPARATE_ARM, EncoderSpec, make_model, param_count, shared_params
 from mtl_jax.provenance import provenance
 from mtl_jax.results import RESULTS_VERSION, SPLITS, config_hash
@@ -38,6 +39,9 @@ class RunConfig:
   # The architecture's size options that differ from its defaults, (name, value) pairs
   # (models.build_model); empty for hard sharing.
   arch_options: tuple[tuple[str, float], ...] = ()
+  # Where scores become decisions (thresholds.Rule): a probability, or "val" (each task's
+  # F1-best threshold on the validation split). It changes the decision metrics only.
+  threshold: thresholds.Rule = thresholds.DEFAULT_PROBABILITY
 
   def __post_init__(self):
     if (self.arm in TRANSFER_ARMS) != (self.pretrain is not None):
@@ -61,6 +65,8 @@ class RunConfig:
     identity = {**self.to_dict(), "data": data_identity(self.data),
                 "pretrain": self.pretrain and data_identity(self.pretrain),
                 "results_version": RESULTS_VERSION}
+    if self.threshold == thresholds.DEFAULT_PROBABILITY:
+      del identity["threshold"]  # a default run keeps the hash it had before thresholds existed
     return config_hash(identity)
 
 
@@ -73,11 +79,31 @@ def _json_numbers(values: np.ndarray) -> list:
   return np.vectorize(_json_number, otypes=[object])(values).tolist()
 
 
-def _split_metrics(logits_NxT: np.ndarray, labels_NxT: np.ndarray) -> dict:
-  per_task = metrics.task_metrics(logits_NxT, labels_NxT)
-  return {name: {"per_task": [_json_number(v) for v in values],
-                 "mean": _json_number(metrics.mean_over_tasks(values))}
-          for name, values in per_task.items()}
+def _per_task_entry(values: np.ndarray) -> dict:
+  return {"per_task": [_json_number(v) for v in values],
+          "mean": _json_number(metrics.mean_over_tasks(values))}
+
+
+def _split_metrics(logits_NxT: np.ndarray, labels_NxT: np.ndarray, thresholds_T: np.ndarray) -> dict:
+  """Every metric of one split, as the record keeps it: {name: {"per_task": [T], "mean"}}
+  for the per-task ones, {name: {"mean"}} for the example-based multi-label ones."""
+  entries = {name: _per_task_entry(values)
+             for name, values in metrics.task_metrics(logits_NxT, labels_NxT, thresholds_T).items()}
+  decisions_NxT = thresholds.decide(logits_NxT, thresholds_T)
+  for name, value in metric_values(logits_NxT, decisions_NxT, labels_NxT).items():
+    entries[name] = (_per_task_entry(value) if MULTILABEL_METRICS[name].per_task
+                     else {"mean": _json_number(value)})
+  return entries
+
+
+def score_seed(rule: thresholds.Rule, logits_by_split: dict[str, np.ndarray],
+               data: MultiTaskData) -> tuple[list[float], dict]:
+  """(decision thresholds as probabilities, every split's metrics) of one seed's logits
+  [N, T] per split. The thresholds come from the validation split alone."""
+  thresholds_T = thresholds.choose(rule, logits_by_split["val"], data.val.y)
+  split_metrics = {split: _split_metrics(logits_by_split[split], getattr(data, split).y, thresholds_T)
+                   for split in EVAL_SPLITS}
+  return thresholds.as_probabilities(thresholds_T), split_metrics
 
 
 # The last pretraining, by (data, encoder, training, seeds): both transfer arms and
@@ -132,6 +158,8 @@ def run_arm(configs: Sequence[RunConfig], data: MultiTaskData,
                  validation=(data.val.x, data.val.y), checkpoints=checkpoints,
                  task_names=data.task_names)
   logits = {split: predict(model, result.params, getattr(data, split).x) for split in EVAL_SPLITS}
+  scored = [score_seed(first.threshold, {split: logits[split][s] for split in EVAL_SPLITS}, data)
+            for s in range(len(seeds))]
   params_per_seed = param_count(result.params) // len(seeds)
   wall_seconds = time.perf_counter() - start
   records = []
@@ -171,8 +199,9 @@ def run_arm(configs: Sequence[RunConfig], data: MultiTaskData,
         # improved on the initial parameters, is kept on file but left out of means.
         "status": _status(result.diverged_step_S[s], result.selected_epoch_S[s]),
         "diverged_at_step": int(result.diverged_step_S[s]) or None,
-        "metrics": {split: _split_metrics(logits[split][s], getattr(data, split).y)
-                    for split in EVAL_SPLITS},
+        # Per task, as probabilities: where scores became decisions (config.threshold).
+        "decision_thresholds": scored[s][0],
+        "metrics": scored[s][1],
     })
   if save_params_in:
     for s, (config, record) in enumerate(zip(configs, records)):
