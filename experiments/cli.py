@@ -206,7 +206,7 @@ THRESHOLD = flags.DEFINE_string(
 # The printed per-task table's metrics when --metrics is not given: today's AUC and AP.
 DEFAULT_TABLE_METRICS = ("auc", "ap")
 METRICS = flags.DEFINE_list(
-    "metrics", list(DEFAULT_TABLE_METRICS), "joint_vs_separate: the metrics of the printed "
+    "metrics", list(DEFAULT_TABLE_METRICS), "joint_vs_separate, multilabel_real: the metrics of the printed "
     f"table, any of {', '.join(SUMMARY_METRICS)}; summary.csv always has all of them.")
 
 
@@ -244,8 +244,9 @@ def table_metrics() -> tuple[str, ...]:
 def _refuse_unused_metrics(cls: type) -> None:
   """A --metrics that this experiment's table would not show is refused, not ignored."""
   if _chosen(METRICS) and TABLE_METRICS_FIELD not in {f.name for f in dataclasses.fields(cls)}:
-    raise InputError("--metrics chooses the columns of joint_vs_separate's table; the other "
-                     "experiments print test ROC-AUC, and every summary.csv has every metric")
+    raise InputError("--metrics chooses the columns of joint_vs_separate's and multilabel_real's "
+                     "tables; the other experiments print test ROC-AUC, and every summary.csv has "
+                     "every metric")
 
 
 def _chosen(flag) -> bool:

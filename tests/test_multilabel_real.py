@@ -28,7 +28,8 @@ def test_a_folder_and_explicit_sets_are_found_with_their_splits(tmp_path):
 def test_runs_joint_and_separate_on_every_set(tmp_path):
   write_sets(tmp_path / "sets")
   out = tmp_path / "out"
-  result = launch(*TINY, f"--datasets={tmp_path / 'sets'}", f"--out_dir={out}")
+  result = launch(*TINY, f"--datasets={tmp_path / 'sets'}", "--metrics=micro_f1,hamming_loss",
+                  f"--out_dir={out}")
   assert result.returncode == 0, result.stderr
   records = [json.loads(line) for line in open(out / "results.jsonl")]
   by_set = {}
@@ -42,7 +43,10 @@ def test_runs_joint_and_separate_on_every_set(tmp_path):
   rows = list(csv.DictReader(open(out / "summary.csv")))
   assert {r["dataset"] for r in rows} == {"alpha", "beta"}
   assert f"features: {NUM_FEATURES} columns" in result.stdout
-  assert "alpha" in result.stdout.split("Test metrics")[1]
+  table = result.stdout.split("Test metrics")[1]
+  assert "alpha" in table and "hamming_loss (lower better)" in table and "micro_f1" in table
+  assert "subset_accuracy" not in table  # --metrics chose the columns
+  assert {"hamming_loss", "subset_accuracy", "macro_f1", "auc"} <= {r["metric"] for r in rows}
   assert (out / "multilabel_real.png").stat().st_size > 1000
 
 
