@@ -20,6 +20,8 @@ process's devices, process-major, so that the batch axis (the one that talks) st
 within a host where it can. Only process 0 writes files (`writes_files`).
 """
 import dataclasses
+import hashlib
+import json
 import math
 import os
 from typing import Any, Optional
@@ -91,8 +93,13 @@ class Placement:
 
   def put(self, tree, spec: P):
     """Every leaf of `tree` (the same values in every process) on the mesh as `spec`
-    says; from host memory, which works when the mesh spans several processes."""
+    says: a leaf on the mesh already is moved there (on the devices, no host copy);
+    any other through host memory, which works when the mesh spans several processes."""
+    mesh_devices = set(self.mesh.devices.flat)
+
     def put_leaf(leaf):
+      if isinstance(leaf, jax.Array) and leaf.sharding.device_set == mesh_devices:
+        return jax.device_put(leaf, self.sharding(spec))
       host = np.asarray(jax.device_get(leaf))
       return jax.make_array_from_callback(host.shape, self.sharding(spec), lambda index: host[index])
     return jax.tree.map(put_leaf, tree)
@@ -124,10 +131,16 @@ def writes_files() -> bool:
   return jax.process_index() == 0
 
 
-def same_in_every_process(values: np.ndarray, what: str) -> None:
-  """InputError unless every process holds the same `values` (a no-op with one)."""
-  if jax.process_count() > 1:
-    multihost_utils.assert_equal(values, what)
+def same_in_every_process(value, why_not: str) -> None:
+  """InputError(why_not) unless every process holds the same `value` (anything JSON
+  can write), compared by digest; nothing with one process."""
+  if jax.process_count() == 1:
+    return
+  digest = np.frombuffer(hashlib.sha256(json.dumps(value, sort_keys=True).encode()).digest(), np.uint8)
+  with jax.transfer_guard("allow"):
+    digests = multihost_utils.process_allgather(digest)  # [processes, 32]
+  if not (digests == digest).all():
+    raise InputError(why_not)
 
 
 # --- joining several processes --------------------------------------------------

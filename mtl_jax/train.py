@@ -204,7 +204,7 @@ class _Specs:
   per_task: P  # [S, T] selection values; [S, ...] when nets are not sharded
   y: P
 
-  def state(self, state: TrainState) -> TrainState:
+  def state(self) -> TrainState:
     return TrainState(self.params, self.opt_state, self.per_seed, self.params, self.per_task, self.per_task)
 
 
@@ -218,7 +218,7 @@ def _specs(optimizer, opt_state, by_net: bool) -> _Specs:
 
 
 def _place_state(place: Placement, specs: _Specs, state: TrainState) -> TrainState:
-  return _placed(place, state, specs.state(state))
+  return _placed(place, state, specs.state())
 
 
 def _sharded_epoch(over_seeds, place: Placement, specs: _Specs):
@@ -243,6 +243,73 @@ def _on_mesh(place: Optional[Placement], tree, spec: P):
 def _placed(place: Placement, tree, specs):
   """`tree` on the mesh, each leaf as its spec in `specs` (a tree of PartitionSpecs)."""
   return jax.tree.map(lambda spec, sub: place.put(sub, spec), specs, tree, is_leaf=lambda x: isinstance(x, P))
+
+
+def _initial_values(model: Model, method: methods.Method, optimizer, keys_S, x_train, y_train,
+                    batch_size: int, micro_batch: Optional[int], pretrained_shared: Optional[dict]):
+  """(parameters, optimizer state, method state) of every seed, and the micro-batch."""
+  params = jax.vmap(lambda k: model.init(jax.random.fold_in(k, INIT_STREAM)))(keys_S)
+  if micro_batch is None:
+    micro_batch = choose_micro_batch(model, jax.tree.map(lambda p: p[0], params), x_train[:5],
+                                     y_train[:5], batch_size)
+  if not 1 <= micro_batch <= batch_size:
+    raise InputError(f"micro-batch size {micro_batch} must be in [1, {batch_size}] (the batch size)")
+  if pretrained_shared is not None:
+    params = {**params, **jax.tree.map(jnp.array, pretrained_shared)}
+  opt_state = jax.vmap(optimizer.init)(params)
+  num_tasks = y_train.shape[1]
+  shared_size = sum(leaf[0].size for k in model.shared for leaf in jax.tree.leaves(params[k]))
+  method_state = jax.vmap(lambda _: methods.init_state(method, num_tasks, shared_size))(keys_S)
+  return params, opt_state, method_state, micro_batch
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochProgram:
+  run_epoch: jax.stages.Compiled  # (params, opt_state, method_state, shuffle keys, method keys, x, y)
+  place: Optional[Placement]  # None on one device
+  specs: Optional[_Specs]
+  placed: tuple  # params, opt_state, method_state, x, y where the program takes them
+  num_batches: int
+  compile_seconds: float
+
+
+def _epoch_program(model: Model, method: methods.Method, optimizer, batch_size: int, micro_batch: int,
+                   seeds_in_turn: Optional[bool], keys_S, params, opt_state, method_state,
+                   x_train, y_train) -> EpochProgram:
+  """One epoch of every seed, compiled for the chosen devices (devices.placement)."""
+  num_tasks = y_train.shape[1]
+  # Separate networks spread over devices by network too, unless the method keeps a
+  # state per task, which would then have to be split as well.
+  by_net = model.per_task_params and not jax.tree.leaves(method_state)
+  place = devices.placement(len(keys_S), num_tasks if by_net else 1)
+  specs = place and _specs(optimizer, opt_state, by_net)
+  epoch, num_batches = _epoch_fn(model, method, optimizer, len(x_train), batch_size, micro_batch,
+                                 place.layout.batch if place else 1)
+  over_seeds = _over_seeds(epoch, seeds_in_turn)
+  if place:
+    over_seeds = _sharded_epoch(over_seeds, place, specs)
+    params, opt_state = place.put(params, specs.params), _placed(place, opt_state, specs.opt_state)
+    method_state = place.put(method_state, specs.per_seed)
+    x_train, y_train = place.put(x_train, P()), place.put(y_train, specs.y)
+  keys = _on_mesh(place, (keys_S, keys_S), P(SEEDS_AXIS))  # stand-ins for the epochs' keys
+  start = time.perf_counter()
+  run_epoch = jax.jit(over_seeds, donate_argnums=(0, 1, 2)).lower(
+      params, opt_state, method_state, *keys, x_train, y_train).compile()
+  return EpochProgram(run_epoch, place, specs, (params, opt_state, method_state, x_train, y_train),
+                      num_batches, time.perf_counter() - start)
+
+
+def epoch_program(model: Model, x_train, y_train, seeds, config: TrainConfig,
+                  seeds_in_turn: Optional[bool] = None) -> EpochProgram:
+  """The compiled epoch that `train` runs for these arguments, on the devices it would
+  use: to read (tests check which collectives it holds) or to time."""
+  method = methods.build_method(config.method, config.method_options)
+  optimizer, keys_S = _optimizer(config, model, False), seed_keys(seeds)
+  x_train, y_train = jax.device_put(x_train), jax.device_put(y_train)
+  params, opt_state, method_state, micro_batch = _initial_values(
+      model, method, optimizer, keys_S, x_train, y_train, config.batch_size, None, None)
+  return _epoch_program(model, method, optimizer, config.batch_size, micro_batch, seeds_in_turn,
+                        keys_S, params, opt_state, method_state, x_train, y_train)
 
 
 def _optimizer(config: TrainConfig, model: Model, freeze_shared: bool) -> optax.GradientTransformation:
@@ -327,39 +394,18 @@ def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
     _check_selection_labels(validation[1], task_names, select_T, model.per_task_params, config)
   optimizer = _optimizer(config, model, freeze_shared)
   keys_S = seed_keys(seeds)
-  params = jax.vmap(lambda k: model.init(jax.random.fold_in(k, INIT_STREAM)))(keys_S)
-  if micro_batch is None:
-    micro_batch = choose_micro_batch(model, jax.tree.map(lambda p: p[0], params), x_train[:5],
-                                     y_train[:5], config.batch_size)
-  if not 1 <= micro_batch <= config.batch_size:
-    raise InputError(f"micro-batch size {micro_batch} must be in [1, {config.batch_size}] (the batch size)")
-  if pretrained_shared is not None:
-    params = {**params, **jax.tree.map(jnp.array, pretrained_shared)}
-  opt_state = jax.vmap(optimizer.init)(params)
-  shared_size = sum(leaf[0].size for k in model.shared for leaf in jax.tree.leaves(params[k]))
-  method_state = jax.vmap(lambda _: methods.init_state(method, num_tasks, shared_size))(keys_S)
-  # Separate networks spread over devices by network too, unless the method keeps a
-  # state per task, which would then have to be split as well.
-  by_net = model.per_task_params and not jax.tree.leaves(method_state)
-  place = devices.placement(len(keys_S), num_tasks if by_net else 1)
+  params, opt_state, method_state, micro_batch = _initial_values(
+      model, method, optimizer, keys_S, x_train, y_train, config.batch_size, micro_batch, pretrained_shared)
+  program = _epoch_program(model, method, optimizer, config.batch_size, micro_batch, seeds_in_turn,
+                           keys_S, params, opt_state, method_state, x_train, y_train)
+  place, specs, num_batches, run_epoch = program.place, program.specs, program.num_batches, program.run_epoch
+  params, opt_state, method_state, x_train, y_train = program.placed
   if place and checkpoints and jax.process_count() > 1:
     raise InputError("checkpoints of a run over several processes are not supported yet: "
                      "use --checkpoint_every=0, or one process")
-  specs = place and _specs(optimizer, opt_state, by_net)
-  epoch, num_batches = _epoch_fn(model, method, optimizer, len(x_train), config.batch_size, micro_batch,
-                                 place.layout.batch if place else 1)
-  over_seeds = _over_seeds(epoch, seeds_in_turn)
-  if place:
-    over_seeds = _sharded_epoch(over_seeds, place, specs)
-    params, opt_state = place.put(params, specs.params), _placed(place, opt_state, specs.opt_state)
-    method_state = place.put(method_state, specs.per_seed)
-    x_train, y_train = place.put(x_train, P()), place.put(y_train, specs.y)
   stream_keys = lambda stream: jax.vmap(lambda k: jax.random.fold_in(k, stream))(keys_S)
   shuffle_keys_S, method_keys_S = stream_keys(SHUFFLE_STREAM), stream_keys(METHOD_STREAM)
-  compile_start = time.perf_counter()
-  run_epoch = jax.jit(over_seeds, donate_argnums=(0, 1, 2)).lower(
-      params, opt_state, method_state, *_on_mesh(place, (shuffle_keys_S, method_keys_S), P(SEEDS_AXIS)),
-      x_train, y_train).compile()
+  compile_seconds = program.compile_seconds
   start = time.perf_counter()
 
   val_loss_fn = validation and _val_loss_fn(model, *validation, select_T, place=place)
@@ -419,7 +465,7 @@ def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
   return TrainResult(params, history.loss_ExS[:epochs_done],
                      history.val_loss_Ex[:epochs_done] if val_loss_fn else None, selected,
                      history.diverged_step_S, time.perf_counter() - start,
-                     start - compile_start, epochs_done * num_batches, stopped_early,
+                     compile_seconds, epochs_done * num_batches, stopped_early,
                      method_state, history.task_loss_ExSxT[:epochs_done],
                      history.cosine_ExS[:epochs_done])
 
