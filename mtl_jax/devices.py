@@ -177,4 +177,9 @@ def join_processes(coordinator: str, num_processes: int, process_id: int, auto: 
     raise InputError("--distributed=auto inside a Slurm allocation but outside srun: this shell "
                      "is not one task of a multi-process launch; start it with `srun python "
                      "launch.py ...`, or drop --distributed=auto to train in this process alone")
-  jax.distributed.initialize()
+  try:
+    jax.distributed.initialize()
+  except ValueError as e:  # no cluster environment JAX recognises
+    raise InputError(f"--distributed=auto found no multi-process launch to join ({e}); under Slurm "
+                     "start one task per process with srun, elsewhere give --coordinator_address, "
+                     "--num_processes and --process_id") from None

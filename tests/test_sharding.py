@@ -13,9 +13,10 @@ import sys
 
 import numpy as np
 import pytest
-from entry_points import ROOT
+from entry_points import ROOT, assert_one_line_error, launch_in_process
 
-from mtl_jax.devices import Layout, choose_layout
+from mtl_jax.devices import Layout, choose_layout, join_processes, slurm_job_without_srun
+from mtl_jax.errors import InputError
 from mtl_jax.results import read_results
 
 # A sweep of two groups (joint, separate) of 3 seeds. On 4 devices the joint network's
@@ -172,3 +173,31 @@ def test_two_processes_give_the_results_of_one_and_only_process_0_writes(runs):
   lines = (runs / "two" / "results.jsonl").read_text().splitlines()
   assert len(lines) == 6  # each run once, though two processes trained it
   assert sorted(os.listdir(runs / "two")) == sorted(os.listdir(runs / "1"))
+
+
+# ---- flags that cannot work: one line, before anything trains
+
+
+def test_more_devices_than_the_process_has_is_one_line(tmp_path):
+  result = launch_in_process(*SWEEP, "--devices=64", f"--out_dir={tmp_path / 'out'}")
+  assert_one_line_error(result, "--devices=64 but this process sees", tmp_path / "out")
+
+
+def test_a_partial_multi_process_flag_set_is_one_line(tmp_path):
+  result = launch_in_process(*SWEEP, "--num_processes=2", f"--out_dir={tmp_path / 'out'}")
+  assert_one_line_error(result, "go together", tmp_path / "out")
+
+
+def test_auto_inside_an_allocation_but_outside_srun_refuses_instead_of_waiting(monkeypatch):
+  # What an `salloc` shell holds: the job's variables, none of an srun task's.
+  for name in list(os.environ):
+    if name.startswith("SLURM_"):
+      monkeypatch.delenv(name)
+  monkeypatch.setenv("SLURM_JOB_ID", "123")
+  monkeypatch.setenv("SLURM_NTASKS", "2")
+  with pytest.raises(InputError, match="outside srun"):
+    join_processes(None, None, None, auto=True)
+  monkeypatch.setenv("SLURM_STEP_ID", "0")
+  monkeypatch.setenv("SLURM_PROCID", "1")
+  monkeypatch.setenv("SLURM_STEP_NODELIST", "node1")
+  assert not slurm_job_without_srun()
