@@ -145,9 +145,11 @@ def same_in_every_process(value, why_not: str) -> None:
 
 # --- joining several processes --------------------------------------------------
 
-# Slurm sets these in each task that srun starts; a shell from salloc or sbatch has
-# SLURM_JOB_ID but no SLURM_STEP_ID / SLURM_PROCID of its own step.
-_SLURM_TASK = ("SLURM_STEP_ID", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_STEP_NODELIST")
+# What jax.distributed's Slurm detection reads (jax/_src/clusters/slurm_cluster.py),
+# plus SLURM_STEP_ID, which only a step that srun started has: a shell from salloc, or
+# the batch script itself, holds the job's SLURM_JOB_ID and SLURM_NTASKS (and some of
+# the rest, depending on the Slurm version) without being one task of a launch.
+_SLURM_TASK = ("SLURM_STEP_ID", "SLURM_PROCID", "SLURM_LOCALID", "SLURM_NTASKS", "SLURM_STEP_NODELIST")
 
 
 def slurm_job_without_srun() -> bool:

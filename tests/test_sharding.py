@@ -200,4 +200,5 @@ def test_auto_inside_an_allocation_but_outside_srun_refuses_instead_of_waiting(m
   monkeypatch.setenv("SLURM_STEP_ID", "0")
   monkeypatch.setenv("SLURM_PROCID", "1")
   monkeypatch.setenv("SLURM_STEP_NODELIST", "node1")
+  monkeypatch.setenv("SLURM_LOCALID", "1")
   assert not slurm_job_without_srun()
