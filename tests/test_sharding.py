@@ -93,6 +93,12 @@ def test_four_devices_give_the_results_of_one_for_joint_and_separate_networks(ru
   assert arms == {"joint", "separate"}
 
 
+def test_gradient_combination_over_a_split_batch_equals_one_device(runs):
+  results = json.loads((runs / "methods.json").read_text())
+  for method in ("mgda", "mgda_ub"):
+    np.testing.assert_allclose(results[f"{method} 4"], results[f"{method} 1"], rtol=1e-5, atol=1e-6)
+
+
 # ---- the compiled step: which devices talk to which
 
 
