@@ -179,6 +179,8 @@ def start_devices() -> None:
   devices.join_processes(COORDINATOR_ADDRESS.value, NUM_PROCESSES.value, PROCESS_ID.value,
                          DISTRIBUTED.value == "auto")
   devices.use_devices(DEVICES.value)
+  if devices.several_processes() and (CHECKPOINT_EVERY.value or RESUME.value):
+    raise InputError(devices.NO_MULTI_PROCESS_CHECKPOINTS)
 
 flags.register_validator(
     "missing_frac", lambda v: 0.0 <= v < 1.0, message="--missing_frac must be in [0, 1)")

@@ -125,6 +125,15 @@ def fetch(tree) -> Any:
     return multihost_utils.process_allgather(tree, tiled=True)
 
 
+# Orbax's multi-process save of the sharded training state is not wired in yet.
+NO_MULTI_PROCESS_CHECKPOINTS = ("checkpoints of a run over several processes are not supported yet: "
+                                "use --checkpoint_every=0 without --resume, or one process")
+
+
+def several_processes() -> bool:
+  return jax.process_count() > 1
+
+
 def writes_files() -> bool:
   """Whether this process writes results, summaries, plots and locks: process 0 only,
   so that N processes of one run leave one copy of each record."""

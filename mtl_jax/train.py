@@ -400,9 +400,8 @@ def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
                            keys_S, params, opt_state, method_state, x_train, y_train)
   place, specs, num_batches, run_epoch = program.place, program.specs, program.num_batches, program.run_epoch
   params, opt_state, method_state, x_train, y_train = program.placed
-  if place and checkpoints and jax.process_count() > 1:
-    raise InputError("checkpoints of a run over several processes are not supported yet: "
-                     "use --checkpoint_every=0, or one process")
+  if checkpoints and devices.several_processes():
+    raise InputError(devices.NO_MULTI_PROCESS_CHECKPOINTS)
   stream_keys = lambda stream: jax.vmap(lambda k: jax.random.fold_in(k, stream))(keys_S)
   shuffle_keys_S, method_keys_S = stream_keys(SHUFFLE_STREAM), stream_keys(METHOD_STREAM)
   compile_seconds = program.compile_seconds
