@@ -19,7 +19,7 @@ from typing import Callable, Optional, TypeVar
 import numpy as np
 from absl import app, flags, logging
 
-from mtl_jax import memory_estimate, thresholds
+from mtl_jax import devices, memory_estimate, thresholds
 from mtl_jax.data import driving, impute
 from mtl_jax.data.datasets import DATASETS, DataConfig, read_kind
 from mtl_jax.errors import InputError
@@ -191,6 +191,33 @@ PLOT_ONLY = flags.DEFINE_bool(
     "flags already in --out_dir/results.jsonl.")
 flags.register_validator("out_dir", lambda v: v is None or v.strip() != "",
                          message="--out_dir must not be empty")
+
+# --- Devices and processes (docs/devices.md): read in `run` before anything touches a
+# device, because jax.distributed must join the processes before JAX starts its backend.
+DEVICES = flags.DEFINE_integer(
+    "devices", 0, "Local devices (GPUs, TPUs; CPU devices if simulated) each process trains "
+    "on: a mesh with the seeds and separate networks on model axes and the batch split over "
+    "the rest (0: all). Results match one device to float rounding.", lower_bound=0)
+DISTRIBUTED = flags.DEFINE_enum(
+    "distributed", "off", ["off", "auto"], "auto: this is one process of a multi-process run "
+    "and jax.distributed finds the others from the cluster's environment (one `srun` task per "
+    "process under Slurm). Only process 0 writes results.")
+COORDINATOR_ADDRESS = flags.DEFINE_string(
+    "coordinator_address", None, "A multi-process run started by hand: HOST:PORT where process 0 "
+    "listens (with --num_processes and --process_id, the same command in every process).")
+NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "With --coordinator_address: how many "
+                                     "processes the run has.", lower_bound=1)
+PROCESS_ID = flags.DEFINE_integer("process_id", None, "With --coordinator_address: this process's "
+                                  "number, 0 to --num_processes - 1; 0 writes the results.", lower_bound=0)
+
+
+def start_devices() -> None:
+  """Joins the other processes of a multi-process run, if any, then picks --devices."""
+  devices.join_processes(COORDINATOR_ADDRESS.value, NUM_PROCESSES.value, PROCESS_ID.value,
+                         DISTRIBUTED.value == "auto")
+  devices.use_devices(DEVICES.value)
+  if devices.several_processes() and (CHECKPOINT_EVERY.value or RESUME.value):
+    raise InputError(devices.NO_MULTI_PROCESS_CHECKPOINTS)
 
 flags.register_validator(
     "missing_frac", lambda v: 0.0 <= v < 1.0, message="--missing_frac must be in [0, 1)")
@@ -562,6 +589,7 @@ def run(main: Callable[[list[str]], None]) -> None:
     if len(argv) > 1:
       fail(f"unexpected arguments {' '.join(argv[1:])!r}; flags look like --name=value")
     try:
+      start_devices()
       main(argv)
     except InputError as e:
       fail(str(e))

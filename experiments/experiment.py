@@ -20,6 +20,7 @@ import numpy as np
 from mtl_jax import thresholds
 from mtl_jax.checkpoints import CheckpointSettings
 from mtl_jax.data.columns import describe_features
+from mtl_jax.devices import writes_files
 from mtl_jax.data.datasets import DataConfig, MultiTaskData, load_dataset, read_kind, task_names
 from mtl_jax.errors import InputError
 from mtl_jax.models import EncoderSpec
@@ -190,20 +191,25 @@ class Experiment:
       summary = self.summarize(settings, grid.groups, done)
       try:
         written = write_summary_and_plots(out, self.name, summary.rows, summary.title, self.draw,
-                                          more_figures=self.more_figures)
+                                          more_figures=self.more_figures) if writes_files() else []
       except WriteError as e:  # every run is on file; only the summary and figures are missing
         raise InputError(f"{e}; all {len(records_in(grid.groups, done))} runs are saved in "
                          f"{results_path}; {e.remedy} and run with --plot_only to write the rest") from None
     print(self.table(settings, summary.rows))
-    print(f"\nwrote {results_path}, {', '.join(written)} ({time.perf_counter() - start:.0f}s)")
+    wrote = f"wrote {results_path}, {', '.join(written)}" if written else "process 0 writes the results"
+    print(f"\n{wrote} ({time.perf_counter() - start:.0f}s)")
     return summary.rows
 
   @contextlib.contextmanager
   def claim(self, settings: Settings) -> Iterator[str]:
     """The output folder, created, locked against other launches and checked (nothing
     of the wrong kind where this run writes) before anything trains; removed again if
-    the block ends before anything was written in it."""
+    the block ends before anything was written in it. Only the process that writes
+    (devices.writes_files: process 0 of a multi-process run) claims it."""
     out = output_dir(settings, self.name)
+    if not writes_files():
+      yield out
+      return
     with hold_out_dir(out):
       check_outputs(out, output_files(self.name, self.more_figures),
                     checkpoint_folders(settings) + params_folders(settings))

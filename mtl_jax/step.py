@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from mtl_jax.conflict import mean_pairwise_cosine
+from mtl_jax.devices import BATCH_AXIS
 from mtl_jax.errors import InputError
 from mtl_jax.losses import MISSING, per_task_logistic_loss
 from mtl_jax.methods import LOSSES, REPR_GRADS, SHARED_GRADS, Method, Terms, flat_jacobian
@@ -44,18 +45,24 @@ def check_method_fits(model: Model, needs: frozenset, method: str = "this method
 
 
 def make_batch_gradient(model: Model, method: Method, batch_size: int, micro_batch: int,
-                        tasks_in_turn: Optional[bool] = None) -> Callable:
+                        tasks_in_turn: Optional[bool] = None, data_parallel: int = 1) -> Callable:
   """batch_gradient(params, method_state, key, epoch_start, x_NxD, y_NxT, idx_B) ->
   (losses_T, grads, method_state, cosine): the batch's per-task losses (their sum is
   J), the gradient to hand to the optimizer, and the mean pairwise cosine of the task
-  gradients the method combined (conflict.py; NaN for methods that take none)."""
+  gradients the method combined (conflict.py; NaN for methods that take none).
+
+  `data_parallel` > 1: called inside a shard_map over the mesh axis BATCH_AXIS of that
+  many devices; each takes its share of idx_B and the sums over the batch are summed
+  over the axis, so that every device gets the whole batch's losses and gradient."""
   if {SHARED_GRADS, REPR_GRADS} <= method.needs:
     raise ValueError("a method takes per-task gradients of the shared parameters or of the "
                      "representation, not both")
   check_method_fits(model, method.needs)
   in_turn = tasks_in_turn_default() if tasks_in_turn is None else tasks_in_turn
-  num_micro = -(-batch_size // micro_batch)
-  pad = num_micro * micro_batch - batch_size
+  local_batch = -(-batch_size // data_parallel)  # this device's share of each batch
+  micro_batch = min(micro_batch, local_batch)
+  num_micro = -(-local_batch // micro_batch)
+  pad = data_parallel * num_micro * micro_batch - batch_size
 
   def over_tasks(f, num_tasks: int):
     """f(unit cotangent of task t) for every task, stacked on a leading task axis."""
@@ -71,9 +78,10 @@ def make_batch_gradient(model: Model, method: Method, batch_size: int, micro_bat
   def over_micro_batches(fn, x_NxD, y_NxT, idx_B, total=None):
     """fn(x_U, y_U) summed over the micro-batches of idx_B (or, with total=None,
     stacked). Rows padding the last micro-batch have every label missing: they add
-    nothing to a loss or gradient."""
-    idx_MxU = jnp.pad(idx_B, (0, pad)).reshape(num_micro, micro_batch)
-    real_MxU = (jnp.arange(num_micro * micro_batch) < batch_size).reshape(num_micro, micro_batch)
+    nothing to a loss or gradient. Data-parallel, over this device's share of the
+    batch, then summed (or stacked) over the batch axis."""
+    idx_MxU = this_devices_part(jnp.pad(idx_B, (0, pad)))
+    real_MxU = this_devices_part(jnp.arange(batch_size + pad) < batch_size)
 
     def body(acc, idx_and_real):
       idx_U, real_U = idx_and_real
@@ -82,8 +90,23 @@ def make_batch_gradient(model: Model, method: Method, batch_size: int, micro_bat
       return (out, None) if acc is None else (jax.tree.map(jnp.add, acc, out), None)
 
     if total is None:
-      return jax.lax.map(lambda args: body(None, args)[0], (idx_MxU, real_MxU))
-    return jax.lax.scan(body, total, (idx_MxU, real_MxU))[0]
+      return over_devices(jax.lax.map(lambda args: body(None, args)[0], (idx_MxU, real_MxU)), stack=True)
+    return over_devices(jax.lax.scan(body, total, (idx_MxU, real_MxU))[0], stack=False)
+
+  def this_devices_part(rows):
+    """[padded batch] -> this device's [micro-batches, micro-batch size]."""
+    if data_parallel == 1:
+      return rows.reshape(num_micro, micro_batch)
+    return rows.reshape(data_parallel, num_micro, micro_batch)[jax.lax.axis_index(BATCH_AXIS)]
+
+  def over_devices(tree, stack: bool):
+    """Per-device sums summed over the batch axis, or per-micro-batch values [M, ...]
+    stacked into [devices * M, ...] in batch order; unchanged on one device."""
+    if data_parallel == 1:
+      return tree
+    if stack:
+      return jax.tree.map(lambda t: jax.lax.all_gather(t, BATCH_AXIS, axis=0, tiled=True), tree)
+    return jax.lax.psum(tree, BATCH_AXIS)
 
   def mean(tree):
     return jax.tree.map(lambda t: t / batch_size, tree)
@@ -177,7 +200,8 @@ def make_batch_gradient(model: Model, method: Method, batch_size: int, micro_bat
       losses_T, grads, method_state, cosine = jacobian_gradient(
           params, method_state, key, present_T, epoch_start, x_NxD, y_NxT, idx_B)
     else:
-      fused = num_micro == 1 and method.needs & {LOSSES, REPR_GRADS}
+      # One pass needs the whole batch on this device; data-parallel devices have a share.
+      fused = num_micro == 1 and data_parallel == 1 and method.needs & {LOSSES, REPR_GRADS}
       losses_T, grads, method_state, terms = (one_pass if fused else terms_then_gradient)(
           params, method_state, key, terms, x_NxD, y_NxT, idx_B)
       cosine = jnp.float32(jnp.nan)

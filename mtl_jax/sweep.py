@@ -15,6 +15,7 @@ from mtl_jax.errors import InputError
 from mtl_jax import saved_params
 from mtl_jax.methods import DEFAULT_METHOD
 from mtl_jax.checkpoints import CheckpointSettings, EpochCheckpoints
+from mtl_jax.devices import same_in_every_process, writes_files
 from mtl_jax.results import (RESULTS_VERSION, WriteError, append_result, config_hash, line_numbers,
                              read_records)
 from mtl_jax.runs import RunConfig, run_arm
@@ -70,6 +71,11 @@ def run_pending(groups: Sequence[Sequence[RunConfig]],
     total = sum(len(group) for group in groups)
     raise InputError(f"{missing} of the {total} runs these flags ask for are not in {results_path}"
                      f"{' (at this results version)' if stale else ''}; run without --plot_only first")
+  # Every process of a multi-process run trains the same groups, or they would wait on
+  # each other forever: they must read the same results file.
+  same_in_every_process([c.hash for group in groups for c in group if c.hash not in done],
+                        f"the processes of this run see different runs finished in {results_path}: "
+                        "--out_dir must be on a filesystem that every process shares")
   load_data = functools.lru_cache(maxsize=1)(load_data)
 
   def saved() -> str:
@@ -150,7 +156,8 @@ def _train_groups(groups, load_data, results_path: str, done: dict, train_missin
     checkpoints = _group_checkpoints(todo, checkpointing)
     records = run_arm(todo, data, log, checkpoints, save_params_in)
     for record in records:
-      append_result(results_path, record)
+      if writes_files():  # one copy of each record, however many processes trained it
+        append_result(results_path, record)
       done[record["hash"]] = record
     if checkpoints:
       checkpoints.close(finished=True)

@@ -13,9 +13,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import struct
+from jax.sharding import PartitionSpec as P
 
-from mtl_jax import methods
+from mtl_jax import devices, methods
 from mtl_jax.checkpoints import EpochCheckpoints
+from mtl_jax.devices import NETS_AXIS, SEEDS_AXIS, Placement
 from mtl_jax.errors import InputError
 from mtl_jax.losses import per_task_logistic_loss
 from mtl_jax.micro_batch import choose_micro_batch
@@ -112,9 +114,10 @@ def seed_keys(seeds) -> jax.Array:
 
 
 def _epoch_fn(model: Model, method: methods.Method, optimizer, num_examples: int,
-              batch_size: int, micro_batch: int):
+              batch_size: int, micro_batch: int, data_parallel: int = 1):
   num_batches = num_examples // batch_size
-  batch_gradient = make_batch_gradient(model, method, batch_size, micro_batch)
+  batch_gradient = make_batch_gradient(model, method, batch_size, micro_batch,
+                                       data_parallel=data_parallel)
 
   # The data arrives as arguments, not closed over: a closed-over array would be
   # baked into the compiled program as a constant (tens of MB of HLO per 6k images).
@@ -137,7 +140,8 @@ def _epoch_fn(model: Model, method: methods.Method, optimizer, num_examples: int
   return epoch, num_batches
 
 
-def _val_loss_fn(model: Model, x_val, y_val, select_T: np.ndarray, chunk: int = 512):
+def _val_loss_fn(model: Model, x_val, y_val, select_T: np.ndarray, chunk: int = 512,
+                 place: Optional[Placement] = None):
   """Per seed, the validation loss that selects epochs: the per-task terms of J, [S, T],
   for separate networks, else their sum over the selected tasks, [S]. In chunks that
   bound memory; the last chunk is padded with missing labels, which the loss ignores."""
@@ -146,9 +150,8 @@ def _val_loss_fn(model: Model, x_val, y_val, select_T: np.ndarray, chunk: int = 
   pad = -num_val % chunk
   x = np.concatenate([x_val, np.zeros((pad, *x_val.shape[1:]), x_val.dtype)])
   y = np.concatenate([y_val, np.full((pad, y_val.shape[1]), -1, y_val.dtype)])
-  x_CxKx = jax.device_put(x.reshape(-1, chunk, *x.shape[1:]))
-  y_CxKxT = jax.device_put(y.reshape(-1, chunk, y.shape[1]))
-  select_T = jax.device_put(np.asarray(select_T, np.float32))
+  x_CxKx, y_CxKxT, select_T = _replicated(place, (
+      x.reshape(-1, chunk, *x.shape[1:]), y.reshape(-1, chunk, y.shape[1]), np.asarray(select_T, np.float32)))
 
   def val_loss(params, x_CxKx, y_CxKxT, select_T):  # arguments, not constants baked into the program
     def add_chunk(total_T, xy):
@@ -206,6 +209,130 @@ def make_optimizer(name: str, learning_rate: float, weight_decay: float = 0.0) -
   if name == "adam":
     return optax.adamw(learning_rate, weight_decay=weight_decay)
   return optax.chain(optax.add_decayed_weights(weight_decay), OPTIMIZERS[name](learning_rate))
+
+
+def _replicated(place: Optional[Placement], tree):
+  """On the one device, or a whole copy on every device of the mesh."""
+  return jax.device_put(tree) if place is None else place.put(tree, P())
+
+
+@dataclasses.dataclass(frozen=True)
+class _Specs:
+  """Where each array of the training state lies on the mesh: every leaf is stacked
+  over seeds; separate networks' parameters (and their optimizer moments), their
+  labels and per-task values over nets too."""
+  params: Any
+  opt_state: Any
+  per_seed: P  # method state, keys, per-seed values
+  per_task: P  # [S, T] selection values; [S, ...] when nets are not sharded
+  y: P
+
+  def state(self) -> TrainState:
+    return TrainState(self.params, self.opt_state, self.per_seed, self.params, self.per_task, self.per_task)
+
+
+def _specs(optimizer, opt_state, by_net: bool) -> _Specs:
+  if not by_net:
+    return _Specs(P(SEEDS_AXIS), P(SEEDS_AXIS), P(SEEDS_AXIS), P(SEEDS_AXIS), P())
+  net_spec = P(SEEDS_AXIS, NETS_AXIS)
+  opt_specs = optax.tree_utils.tree_map_params(optimizer, lambda _: net_spec, opt_state,
+                                               transform_non_params=lambda _: P(SEEDS_AXIS))
+  return _Specs(net_spec, opt_specs, P(SEEDS_AXIS), net_spec, P(None, NETS_AXIS))
+
+
+def _place_state(place: Placement, specs: _Specs, state: TrainState) -> TrainState:
+  return _placed(place, state, specs.state())
+
+
+def _sharded_epoch(over_seeds, place: Placement, specs: _Specs):
+  """The epoch of every seed as one program over the mesh: each device runs the
+  unsharded epoch on its own seeds (and nets) and its share of every batch; the step's
+  only collective is the psum over the batch axis (step.py)."""
+  seeds = specs.per_seed
+  losses_spec = P(SEEDS_AXIS, None, NETS_AXIS) if specs.y != P() else seeds
+  # check_vma=False: the per-device sums are made invariant over the batch axis by the
+  # step's psum, which the scan carries cannot declare.
+  return jax.shard_map(
+      over_seeds, mesh=place.mesh, check_vma=False,
+      in_specs=(specs.params, specs.opt_state, seeds, seeds, seeds, P(), specs.y),
+      out_specs=(specs.params, specs.opt_state, seeds, losses_spec, seeds))
+
+
+def _on_mesh(place: Optional[Placement], tree, spec: P):
+  """`tree`'s leaves placed as `spec` says, or left where they are on one device."""
+  return tree if place is None else place.put(tree, spec)
+
+
+def _placed(place: Placement, tree, specs):
+  """`tree` on the mesh, each leaf as its spec in `specs` (a tree of PartitionSpecs)."""
+  return jax.tree.map(lambda spec, sub: place.put(sub, spec), specs, tree, is_leaf=lambda x: isinstance(x, P))
+
+
+def _initial_values(model: Model, method: methods.Method, optimizer, keys_S, x_train, y_train,
+                    batch_size: int, micro_batch: Optional[int], pretrained_shared: Optional[dict]):
+  """(parameters, optimizer state, method state) of every seed, and the micro-batch."""
+  params = jax.vmap(lambda k: model.init(jax.random.fold_in(k, INIT_STREAM)))(keys_S)
+  if micro_batch is None:
+    micro_batch = choose_micro_batch(model, jax.tree.map(lambda p: p[0], params), x_train[:5],
+                                     y_train[:5], batch_size)
+  if not 1 <= micro_batch <= batch_size:
+    raise InputError(f"micro-batch size {micro_batch} must be in [1, {batch_size}] (the batch size)")
+  if pretrained_shared is not None:
+    params = {**params, **jax.tree.map(jnp.array, pretrained_shared)}
+  opt_state = jax.vmap(optimizer.init)(params)
+  num_tasks = y_train.shape[1]
+  shared_size = sum(leaf[0].size for k in model.shared for leaf in jax.tree.leaves(params[k]))
+  method_state = jax.vmap(lambda _: methods.init_state(method, num_tasks, shared_size))(keys_S)
+  return params, opt_state, method_state, micro_batch
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochProgram:
+  run_epoch: jax.stages.Compiled  # (params, opt_state, method_state, shuffle keys, method keys, x, y)
+  place: Optional[Placement]  # None on one device
+  specs: Optional[_Specs]
+  placed: tuple  # params, opt_state, method_state, x, y where the program takes them
+  num_batches: int
+  compile_seconds: float
+
+
+def _epoch_program(model: Model, method: methods.Method, optimizer, batch_size: int, micro_batch: int,
+                   seeds_in_turn: Optional[bool], keys_S, params, opt_state, method_state,
+                   x_train, y_train) -> EpochProgram:
+  """One epoch of every seed, compiled for the chosen devices (devices.placement)."""
+  num_tasks = y_train.shape[1]
+  # Separate networks spread over devices by network too, unless the method keeps a
+  # state per task, which would then have to be split as well.
+  by_net = model.per_task_params and not jax.tree.leaves(method_state)
+  place = devices.placement(len(keys_S), num_tasks if by_net else 1)
+  specs = place and _specs(optimizer, opt_state, by_net)
+  epoch, num_batches = _epoch_fn(model, method, optimizer, len(x_train), batch_size, micro_batch,
+                                 place.layout.batch if place else 1)
+  over_seeds = _over_seeds(epoch, seeds_in_turn)
+  if place:
+    over_seeds = _sharded_epoch(over_seeds, place, specs)
+    params, opt_state = place.put(params, specs.params), _placed(place, opt_state, specs.opt_state)
+    method_state = place.put(method_state, specs.per_seed)
+    x_train, y_train = place.put(x_train, P()), place.put(y_train, specs.y)
+  keys = _on_mesh(place, (keys_S, keys_S), P(SEEDS_AXIS))  # stand-ins for the epochs' keys
+  start = time.perf_counter()
+  run_epoch = jax.jit(over_seeds, donate_argnums=(0, 1, 2)).lower(
+      params, opt_state, method_state, *keys, x_train, y_train).compile()
+  return EpochProgram(run_epoch, place, specs, (params, opt_state, method_state, x_train, y_train),
+                      num_batches, time.perf_counter() - start)
+
+
+def epoch_program(model: Model, x_train, y_train, seeds, config: TrainConfig,
+                  seeds_in_turn: Optional[bool] = None) -> EpochProgram:
+  """The compiled epoch that `train` runs for these arguments, on the devices it would
+  use: to read (tests check which collectives it holds) or to time."""
+  method = methods.build_method(config.method, config.method_options)
+  optimizer, keys_S = _optimizer(config, model, False), seed_keys(seeds)
+  x_train, y_train = jax.device_put(x_train), jax.device_put(y_train)
+  params, opt_state, method_state, micro_batch = _initial_values(
+      model, method, optimizer, keys_S, x_train, y_train, config.batch_size, None, None)
+  return _epoch_program(model, method, optimizer, config.batch_size, micro_batch, seeds_in_turn,
+                        keys_S, params, opt_state, method_state, x_train, y_train)
 
 
 def _optimizer(config: TrainConfig, model: Model, freeze_shared: bool) -> optax.GradientTransformation:
@@ -291,26 +418,20 @@ def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
     _check_selection_labels(validation[1], task_names, select_T, model.per_task_params, config)
   optimizer = _optimizer(config, model, freeze_shared)
   keys_S = seed_keys(seeds)
-  params = jax.vmap(lambda k: model.init(jax.random.fold_in(k, INIT_STREAM)))(keys_S)
-  if micro_batch is None:
-    micro_batch = choose_micro_batch(model, jax.tree.map(lambda p: p[0], params), x_train[:5],
-                                     y_train[:5], config.batch_size)
-  if not 1 <= micro_batch <= config.batch_size:
-    raise InputError(f"micro-batch size {micro_batch} must be in [1, {config.batch_size}] (the batch size)")
-  epoch, num_batches = _epoch_fn(model, method, optimizer, len(x_train), config.batch_size, micro_batch)
-  if pretrained_shared is not None:
-    params = {**params, **jax.tree.map(jnp.array, pretrained_shared)}
-  opt_state = jax.vmap(optimizer.init)(params)
-  shared_size = sum(leaf[0].size for k in model.shared for leaf in jax.tree.leaves(params[k]))
-  method_state = jax.vmap(lambda _: methods.init_state(method, num_tasks, shared_size))(keys_S)
+  params, opt_state, method_state, micro_batch = _initial_values(
+      model, method, optimizer, keys_S, x_train, y_train, config.batch_size, micro_batch, pretrained_shared)
+  program = _epoch_program(model, method, optimizer, config.batch_size, micro_batch, seeds_in_turn,
+                           keys_S, params, opt_state, method_state, x_train, y_train)
+  place, specs, num_batches, run_epoch = program.place, program.specs, program.num_batches, program.run_epoch
+  params, opt_state, method_state, x_train, y_train = program.placed
+  if checkpoints and devices.several_processes():
+    raise InputError(devices.NO_MULTI_PROCESS_CHECKPOINTS)
   stream_keys = lambda stream: jax.vmap(lambda k: jax.random.fold_in(k, stream))(keys_S)
   shuffle_keys_S, method_keys_S = stream_keys(SHUFFLE_STREAM), stream_keys(METHOD_STREAM)
-  compile_start = time.perf_counter()
-  run_epoch = jax.jit(_over_seeds(epoch, seeds_in_turn), donate_argnums=(0, 1, 2)).lower(
-      params, opt_state, method_state, shuffle_keys_S, method_keys_S, x_train, y_train).compile()
+  compile_seconds = program.compile_seconds
   start = time.perf_counter()
 
-  val_loss_fn = validation and _val_loss_fn(model, *validation, select_T)
+  val_loss_fn = validation and _val_loss_fn(model, *validation, select_T, place=place)
   # Validation picks one epoch per seed, or per seed and task for separate networks.
   selection_shape = (len(keys_S), *([num_tasks] if model.per_task_params else []))
   state, history = _initial_state(params, opt_state, method_state, selection_shape, epochs,
@@ -320,12 +441,15 @@ def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
   if restored:
     epochs_done, saved = restored
     state, history = saved["state"], History(**{k: np.array(v) for k, v in saved["history"].items()})
+  if place:
+    state = _place_state(place, specs, state)
   # Made before the loop, so that the loop itself moves no Python numbers to the device.
   epoch_numbers = jnp.arange(1, epochs + 1)
   per_epoch = lambda keys_S: list(jax.vmap(lambda e: jax.vmap(lambda k: jax.random.fold_in(k, e))(keys_S))(
       epoch_numbers - 1))
-  shuffle_epoch_keys, method_epoch_keys = per_epoch(shuffle_keys_S), per_epoch(method_keys_S)
-  epoch_numbers = list(epoch_numbers)
+  shuffle_epoch_keys, method_epoch_keys = (_on_mesh(place, per_epoch(keys), P(SEEDS_AXIS))
+                                           for keys in (shuffle_keys_S, method_keys_S))
+  epoch_numbers = _on_mesh(place, list(epoch_numbers), P())
   stopped_early = False
   for e in range(epochs_done, epochs):
     # Inside an epoch nothing moves between host and device but its losses, fetched
@@ -338,7 +462,7 @@ def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
       val_loss = val_loss_fn(state.params) if val_loss_fn else None
       if val_loss_fn:
         state = _keep_best(state, val_loss, epoch_numbers[e])
-      losses_SxKxT, cosine_SxK, val_loss, best_epoch = jax.device_get(
+      losses_SxKxT, cosine_SxK, val_loss, best_epoch = devices.fetch(
           (losses_SxKxT, cosine_SxK, val_loss, state.best_epoch))
     if val_loss is not None:
       history.val_loss_Ex[e] = val_loss
@@ -353,16 +477,19 @@ def train(model: Model, x_train, y_train, seeds, config: TrainConfig,
       stopped_early = epochs_done < epochs
       break  # every seed has diverged, or none has improved for `patience` epochs
   if config.select_epoch == "best_val":
-    params, selected = state.best_params, np.asarray(jax.device_get(state.best_epoch))
+    params, selected = state.best_params, np.asarray(devices.fetch(state.best_epoch))
     if require_selection and np.any(selected == NO_EPOCH):
       raise InputError(no_selection_message(selected, list(seeds)))
   else:
     params, selected = state.params, np.full(selection_shape, epochs_done)
+  method_state = state.method_state
+  if place:  # whole, on this process's default device, for predict and the caller
+    params, method_state = jax.tree.map(jnp.asarray, devices.fetch((params, method_state)))
   return TrainResult(params, history.loss_ExS[:epochs_done],
                      history.val_loss_Ex[:epochs_done] if val_loss_fn else None, selected,
                      history.diverged_step_S, time.perf_counter() - start,
-                     start - compile_start, epochs_done * num_batches, stopped_early,
-                     state.method_state, history.task_loss_ExSxT[:epochs_done],
+                     compile_seconds, epochs_done * num_batches, stopped_early,
+                     method_state, history.task_loss_ExSxT[:epochs_done],
                      history.cosine_ExS[:epochs_done])
 
 
