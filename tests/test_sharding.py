@@ -74,8 +74,10 @@ def _by_hash(folder) -> dict[str, dict]:
 
 
 def _numbers(record: dict) -> np.ndarray:
-  """Every metric of every split and task, and the losses, of one run."""
-  metrics = [v for split in record["metrics"].values() for metric in split.values() for v in metric["per_task"]]
+  """Every metric of every split and task (and each metric's mean: the example-based
+  multi-label ones have only that), and the losses, of one run."""
+  metrics = [v for split in record["metrics"].values() for metric in split.values()
+             for v in [*metric.get("per_task", []), metric["mean"]]]
   return np.array([*metrics, record["final_train_loss"], *np.ravel(record["val_loss_per_epoch"])], float)
 
 
