@@ -20,9 +20,12 @@ import numpy as np
 from mtl_jax.checkpoints import CheckpointSettings
 from mtl_jax.data.datasets import DataConfig, MultiTaskData, load_dataset, read_kind, task_names
 from mtl_jax.errors import InputError
+from mtl_jax.launchers.base import LaunchSettings, Sweep
+from mtl_jax.launchers.registry import LAUNCHERS
 from mtl_jax.models import EncoderSpec
-from mtl_jax.results import (CHECKPOINTS_DIR, RESULTS_FILE, WriteError, check_outputs, hold_out_dir,
-                             output_files, write_summary_and_plots)
+from mtl_jax.results import (CHECKPOINTS_DIR, RESULTS_FILE, SHARDS_DIR, WriteError, check_outputs,
+                             hold_out_dir, output_files, where_results_are,
+                             write_summary_and_plots)
 from mtl_jax.runs import RunConfig
 from mtl_jax.sweep import run_pending
 from mtl_jax.train import TrainConfig
@@ -48,6 +51,7 @@ class Settings:
   plot_only: bool = False  # train nothing: summarise the runs already in out_dir
   checkpoint_every: int = 0  # epochs between checkpoints (0: never)
   resume: bool = False  # continue groups from their latest checkpoint
+  launch: LaunchSettings = LaunchSettings()  # where the groups train (mtl_jax/launchers)
 
   def seed_configs(self, experiment: str, arm: str, data: DataConfig,
                    encoder: Optional[EncoderSpec] = None, train: Optional[TrainConfig] = None,
@@ -173,7 +177,7 @@ class Experiment:
     with self.claim(settings) as out:
       start = time.perf_counter()
       print(grid.headline, flush=True)
-      results_path, done = train_pending(settings, grid.groups, out)
+      results_path, done = train_pending(settings, grid.groups, out, self.name)
       summary = self.summarize(settings, grid.groups, done)
       try:
         written = write_summary_and_plots(out, self.name, summary.rows, summary.title, self.draw,
@@ -192,7 +196,7 @@ class Experiment:
     the block ends before anything was written in it."""
     out = output_dir(settings, self.name)
     with hold_out_dir(out):
-      check_outputs(out, output_files(self.name, self.more_figures), checkpoint_folders(settings))
+      check_outputs(out, output_files(self.name, self.more_figures), output_folders(settings))
       yield out
 
   def main(self, argv: list[str]) -> None:
@@ -211,6 +215,12 @@ def checkpoint_folders(settings: Settings) -> tuple[str, ...]:
   return (CHECKPOINTS_DIR,) if settings.checkpoint_every or settings.resume else ()
 
 
+def output_folders(settings: Settings) -> tuple[str, ...]:
+  """Every folder of OUT_DIR a launch reads or writes: checkpoints, and the result
+  shards of jobs (read by every launch, so checked by every launch)."""
+  return (*checkpoint_folders(settings), SHARDS_DIR)
+
+
 def records_in(groups: Groups, done: dict[str, dict]) -> set[str]:
   """The hashes of the grid's runs that are on file."""
   return {c.hash for group in groups.values() for c in group if c.hash in done}
@@ -221,21 +231,26 @@ def generated_train_size(data: DataConfig) -> Optional[int]:
   return None if read_kind(data.dataset) else data.num_train
 
 
-def train_pending(settings: Settings, groups: Groups, out: str) -> tuple[str, dict[str, dict]]:
-  """sweep.run_pending on OUT_DIR/results.jsonl with the settings' plotting and
-  checkpoint choices; returns the results path and every record by hash."""
+def train_pending(settings: Settings, groups: Groups, out: str, name: str
+                  ) -> tuple[str, dict[str, dict]]:
+  """Trains what OUT_DIR lacks with the settings' launcher (nothing with plot_only), with
+  their checkpoint choices; returns where the records are (results.jsonl, shards) and
+  every record by hash."""
   results_path = os.path.join(out, RESULTS_FILE)
   checkpointing = (CheckpointSettings(os.path.join(out, CHECKPOINTS_DIR), settings.checkpoint_every,
                                       settings.resume)
                    if checkpoint_folders(settings) else None)
   trained = [group for group in groups.values() if group]
-  done = run_pending(trained, load_data_logged, results_path, train_missing=not settings.plot_only,
-                     checkpointing=checkpointing)
+  if settings.plot_only:
+    done = run_pending(trained, load_data_logged, results_path, train_missing=False)
+  else:
+    sweep = Sweep(trained, results_path, checkpointing, load_data_logged, name)
+    done = LAUNCHERS[settings.launch.name].train(sweep, settings.launch)
   others = len(done) - len({c.hash for group in trained for c in group})
   if others:
     print(f"  {results_path} also holds {others} runs of other settings; they are not in "
           "this summary (use another --out_dir to keep studies apart)", flush=True)
-  return results_path, done
+  return where_results_are(results_path), done
 
 
 def load_data_logged(config: DataConfig) -> MultiTaskData:
