@@ -15,10 +15,9 @@ POLL_S = 10.0  # submitit asks sacct at most about once a minute anyway
 
 
 def _unmet(settings: LaunchSettings) -> Optional[str]:
-  try:
-    import submitit  # noqa: F401
-  except ImportError:
-    return "--launcher=slurm needs submitit: pip install submitit==1.5.4"
+  why = submitted.unmet_submitit("slurm")
+  if why:
+    return why
   absent = [c for c in COMMANDS if shutil.which(c) is None]
   if absent:
     return (f"--launcher=slurm needs Slurm's {', '.join(absent)} on PATH, and this machine has "
@@ -29,8 +28,7 @@ def _unmet(settings: LaunchSettings) -> Optional[str]:
 
 def executor(sweep: Sweep, settings: LaunchSettings):
   """The SlurmExecutor a launch submits through, all its parameters set."""
-  import submitit
-
+  submitit = submitted.import_submitit()
   ex = submitit.SlurmExecutor(folder=submitted.log_dir(sweep, settings))
   ex.update_parameters(
       job_name=f"mtl_jax-{sweep.name}", partition=settings.partition, time=settings.time_min,
@@ -53,9 +51,10 @@ def sbatch_script(ex, count: int) -> str:
 
 
 def _start(specs: list[JobSpec], sweep: Sweep, settings: LaunchSettings, started, tick) -> None:
-  from mtl_jax.launchers import job  # imports submitit: only once it is known to be there
+  ex = executor(sweep, settings)
+  from mtl_jax.launchers import job  # imports submitit: after import_submitit
 
-  jobs = executor(sweep, settings).map_array(job.SweepJob(), specs)
+  jobs = ex.map_array(job.SweepJob(), specs)
   started.extend(zip(jobs, specs))
   print(f"  submitted Slurm array {jobs[0].job_id.split('_')[0]} of {len(jobs)} tasks "
         f"(partition {settings.partition or 'default'}, {settings.time_min} min each); waiting "

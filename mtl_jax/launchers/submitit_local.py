@@ -31,10 +31,9 @@ def local_gpus() -> list[int]:
 
 
 def _unmet(settings: LaunchSettings) -> Optional[str]:
-  try:
-    import submitit  # noqa: F401
-  except ImportError:
-    return "--launcher=submitit-local needs submitit: pip install submitit==1.5.4"
+  why = submitted.unmet_submitit("submitit-local")
+  if why:
+    return why
   if settings.gpus_per_task and len(local_gpus()) < settings.gpus_per_task:
     return (f"--slurm_gpus_per_task={settings.gpus_per_task} with --launcher=submitit-local needs "
             f"that many GPUs on this machine; it has {len(local_gpus())} (CUDA_VISIBLE_DEVICES "
@@ -54,9 +53,9 @@ def _slots(settings: LaunchSettings) -> list[tuple[int, ...]]:
 
 def _start(specs: list[JobSpec], sweep: Sweep, settings: LaunchSettings, started, tick) -> None:
   """Starts a job in each free slot until every spec has run, then waits for the last."""
-  import submitit
+  submitit = submitted.import_submitit()
+  from mtl_jax.launchers import job  # imports submitit
 
-  from mtl_jax.launchers import job
 
   executor = submitit.LocalExecutor(folder=submitted.log_dir(sweep, settings))
   slots, queue, running = _slots(settings), list(specs), {}
@@ -67,7 +66,7 @@ def _start(specs: list[JobSpec], sweep: Sweep, settings: LaunchSettings, started
       if slot not in running and queue:
         executor.update_parameters(timeout_min=settings.time_min, gpus_per_node=len(gpus),
                                    visible_gpus=gpus)
-        with submitit.helpers.environment_variables(**submitted.job_environment()):
+        with submitted.environment(**submitted.job_environment()):
           running[slot] = executor.submit(job.SweepJob(), queue[0])
         started.append((running[slot], queue.pop(0)))
     tick()

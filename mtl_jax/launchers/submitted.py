@@ -4,10 +4,12 @@ launching process holds OUT_DIR's lock, says how many runs are on file as jobs f
 and, once every job has ended, either returns every record or says in one line which
 jobs failed and where their logs are. How the jobs start (a Slurm array, or local
 processes as slots free) is each launcher's own `start`."""
+import contextlib
 import os
 import shlex
+import sys
 import time
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 from mtl_jax.errors import InputError
 from mtl_jax.launchers.base import MEMORY_ENVIRONMENT, JobSpec, LaunchSettings, Sweep
@@ -23,6 +25,42 @@ Started = list[tuple[object, JobSpec]]
 # Starts a job per spec and returns once all have ended, calling tick() about every
 # second and adding each job to `started` as it starts.
 Start = Callable[[list[JobSpec], Sweep, LaunchSettings, Started, Callable[[], None]], None]
+
+
+def import_submitit():
+  """submitit, imported without its logging configuration (SUBMITIT_LOG_LEVEL=NOCONFIG,
+  for the import only: jobs keep theirs). Otherwise its import runs logging's
+  dictConfig, which shuts down every handler already made, and absl's closes its
+  stream when that is not the current sys.stderr: a launch with redirected output (a
+  test's capture) loses it. Its log lines here go to the root logger, at --verbosity.
+  An absent submitit raises ImportError."""
+  if "submitit" not in sys.modules:
+    with environment(SUBMITIT_LOG_LEVEL=os.environ.get("SUBMITIT_LOG_LEVEL", "NOCONFIG")):
+      import submitit  # noqa: F401
+  import submitit
+  return submitit
+
+
+@contextlib.contextmanager
+def environment(**values: str) -> Iterator[None]:
+  saved = {name: os.environ.get(name) for name in values}
+  os.environ.update(values)
+  try:
+    yield
+  finally:
+    for name, value in saved.items():
+      if value is None:
+        del os.environ[name]
+      else:
+        os.environ[name] = value
+
+
+def unmet_submitit(launcher: str) -> Optional[str]:
+  try:
+    import_submitit()
+  except ImportError:
+    return f"--launcher={launcher} needs submitit: pip install submitit==1.5.4"
+  return None
 
 
 def log_dir(sweep: Sweep, settings: LaunchSettings) -> str:
