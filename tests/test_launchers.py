@@ -53,6 +53,10 @@ def test_submitit_local_gives_the_in_process_metrics_and_summary(tmp_path, in_pr
   # Each job wrote its own shard, nothing else wrote results, and nothing is on file twice.
   assert not (tmp_path / "results.jsonl").exists()
   assert len(list((tmp_path / SHARDS_DIR).glob("*.jsonl"))) == 2 and len(lines_on_file(tmp_path)) == 4
+  # --plot_only, in this process, reads the shards the jobs wrote.
+  replot = launch_in_process(*TINY, "--plot_only", f"--out_dir={tmp_path}")
+  assert replot.returncode == 0, replot.stderr
+  assert (tmp_path / "summary.csv").read_text() == (in_process / "summary.csv").read_text()
   # A real job's pickle, loaded in a fresh process as the job loads it, starts no jax
   # backend: the job's memory environment still comes first.
   pickle = next((tmp_path / "submitit").glob("*_submitted.pkl"))
@@ -109,6 +113,23 @@ def test_a_job_killed_mid_run_then_relaunched_leaves_every_run_once(tmp_path, in
   assert "1 job, one per group" in again.stdout  # only the killed job's group trains again
   assert sorted(lines_on_file(tmp_path)) == sorted(metrics_by_hash(in_process))  # each run once
   assert metrics_by_hash(tmp_path) == metrics_by_hash(in_process)
+
+
+def test_sigterm_to_the_launch_cancels_its_local_jobs_with_one_line(tmp_path):
+  launch = subprocess.Popen([sys.executable, "launch.py", *LOCAL_JOBS, f"--out_dir={tmp_path}"],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 120
+  while time.time() < deadline and len(_job_processes(tmp_path / "submitit")) < 2:
+    time.sleep(0.05)
+  launch.send_signal(signal.SIGTERM)  # what a scheduler sends the launch before killing it
+  _, stderr = launch.communicate(timeout=60)
+  assert launch.returncode == 143
+  lines = stderr.strip().splitlines()
+  assert len(lines) == 1 and "the 2 local jobs started are cancelled" in lines[0], stderr
+  deadline = time.time() + 10  # a controller gives its job 1 s after SIGINT, then SIGKILL
+  while time.time() < deadline and _job_processes(tmp_path / "submitit"):
+    time.sleep(0.1)
+  assert not _job_processes(tmp_path / "submitit")
 
 
 # ---- Shards, merged (no jobs needed).

@@ -4,16 +4,19 @@ of this machine, pickled, run and logged as on a cluster. At most
 --slurm_array_parallelism jobs run at once (default: one per GPU with
 --slurm_gpus_per_task, else 2), each on GPUs of its own: how one multi-GPU machine runs a
 sweep a group per GPU."""
+import contextlib
 import os
 import subprocess
+import sys
 import time
-from typing import Optional
+from typing import Iterator, Optional
 
 from mtl_jax.launchers import submitted
 from mtl_jax.launchers.base import JobSpec, Launcher, LaunchSettings, Sweep
 
 POLL_S = 0.2  # local processes: cheap to poll, and a test waits on them
 CPU_JOBS = 2  # jobs at once without GPUs: each jax process already uses every core
+CONTROLLERS_LOG = "controllers.log"  # in the log folder: what submitit's job controllers say
 
 
 def local_gpus() -> list[int]:
@@ -58,6 +61,7 @@ def _start(specs: list[JobSpec], sweep: Sweep, settings: LaunchSettings, started
 
 
   executor = submitit.LocalExecutor(folder=submitted.log_dir(sweep, settings))
+  controllers_log = os.path.join(submitted.log_dir(sweep, settings), CONTROLLERS_LOG)
   slots, queue, running = _slots(settings), list(specs), {}
   while queue or running:
     for slot, gpus in enumerate(slots):
@@ -66,11 +70,30 @@ def _start(specs: list[JobSpec], sweep: Sweep, settings: LaunchSettings, started
       if slot not in running and queue:
         executor.update_parameters(timeout_min=settings.time_min, gpus_per_node=len(gpus),
                                    visible_gpus=gpus)
-        with submitted.environment(**submitted.job_environment()):
+        with submitted.environment(**submitted.job_environment()), _output_to(controllers_log):
           running[slot] = executor.submit(job.SweepJob(), queue[0])
         started.append((running[slot], queue.pop(0)))
     tick()
     time.sleep(POLL_S)
+
+
+@contextlib.contextmanager
+def _output_to(path: str) -> Iterator[None]:
+  """Standard output and error of the processes started in the block go to `path`: a
+  local job's controller writes there (a traceback when it is cancelled), not among the
+  launch's own lines; the job itself writes to its own log files."""
+  sys.stdout.flush()
+  sys.stderr.flush()
+  saved = [os.dup(1), os.dup(2)]
+  with open(path, "ab") as log:
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
+  try:
+    yield
+  finally:
+    for fd, copy in zip((1, 2), saved):
+      os.dup2(copy, fd)
+      os.close(copy)
 
 
 def _on_interrupt(started) -> str:
