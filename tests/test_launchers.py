@@ -82,24 +82,26 @@ def _job_processes(folder) -> list[int]:
 
 
 def _kill_a_job_once_it_trains(folder, killed: list) -> None:
-  """SIGKILLs the first job that has said it is training (its log's first line of ours),
-  before it can write its records."""
+  """SIGKILLs the first job to say it is training (its log's line of ours), while it
+  trains: its records are appended only once its group has finished."""
   deadline = time.time() + 120
-  while time.time() < deadline and not killed:
+  while time.time() < deadline:
     for pid in _job_processes(folder):
-      logs = [p.read_text() for p in folder.glob("*_log.out")]
-      if any("trained into" in log for log in logs):
+      with open(f"/proc/{pid}/stat") as f:
+        controller = f.read().rpartition(")")[2].split()[1]  # a local job's id is its parent's pid
+      log = folder / f"{controller}_0_log.out"
+      if log.exists() and "trained into" in log.read_text():
         os.kill(pid, signal.SIGKILL)
         killed.append(pid)
         return
-    time.sleep(0.05)
+    time.sleep(0.02)
 
 
 def test_a_job_killed_mid_run_then_relaunched_leaves_every_run_once(tmp_path, in_process):
   killed = []
   killer = threading.Thread(target=_kill_a_job_once_it_trains, args=(tmp_path / "submitit", killed))
   killer.start()
-  first = launch_in_process(*LOCAL_JOBS, "--slurm_array_parallelism=1", f"--out_dir={tmp_path}")
+  first = launch_in_process(*LOCAL_JOBS, f"--out_dir={tmp_path}")
   killer.join()
   assert killed, "no job was killed"
   # One line: how many runs are missing, which job failed and where its log is.

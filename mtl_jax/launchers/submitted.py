@@ -19,6 +19,7 @@ from mtl_jax.sweep import SweepInterrupted, describe, records_on_file
 # The folder that holds mtl_jax: a job must import it from wherever the launch started.
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LOG_DIR = "submitit"  # OUT_DIR/submitit unless --slurm_log_dir
+SETTLE_S = 60.0  # NFS's default acdirmax: how stale a folder's listing may be
 
 # (job, its spec) for every job started so far: an interrupt cancels or names them.
 Started = list[tuple[object, JobSpec]]
@@ -120,6 +121,23 @@ def wait_all(jobs: list, tick: Callable[[], None], poll_s: float) -> None:
   tick()
 
 
+def _succeeded(job) -> bool:
+  return job.paths.result_pickle.exists() and job.exception() is None
+
+
+def _settled(results_path: str, started: Started) -> dict[str, dict]:
+  """The records on file once every run a successful job says is on file can be read
+  here too: a shared filesystem may list a new shard late (NFS caches a folder's
+  listing for up to a minute), and a run read as missing would fail the launch."""
+  claimed = {h for job, _ in started if _succeeded(job) for h in job.result()}
+  deadline = time.monotonic() + SETTLE_S
+  while True:
+    done = _on_file(results_path)
+    if claimed <= done.keys() or time.monotonic() > deadline:
+      return done
+    time.sleep(1.0)
+
+
 def failure(job, spec: JobSpec) -> Optional[str]:
   """One line on a job that ended without training its group, naming its log; None if
   it succeeded. A job without a result file was killed (by a signal, the time limit or
@@ -151,7 +169,7 @@ def train_as_jobs(sweep: Sweep, settings: LaunchSettings, start: Start,
     except KeyboardInterrupt:
       raise SweepInterrupted(f"interrupted: {progress.saved()}; {on_interrupt(started)}; run the "
                              "same command again to resume") from None
-  done = _on_file(sweep.results_path)
+  done = _settled(sweep.results_path, started)
   hashes = [c.hash for group in sweep.groups for c in group]
   missing = sum(h not in done for h in hashes)
   if missing:
