@@ -127,7 +127,7 @@ def test_sigterm_to_the_launch_cancels_its_local_jobs_with_one_line(tmp_path):
   _, stderr = launch.communicate(timeout=60)
   assert launch.returncode == 143
   lines = stderr.strip().splitlines()
-  assert len(lines) == 1 and "the 2 local jobs started are cancelled" in lines[0], stderr
+  assert len(lines) == 1 and "cancelled the 2 local jobs still running" in lines[0], stderr
   deadline = time.time() + 10  # a controller gives its job 1 s after SIGINT, then SIGKILL
   while time.time() < deadline and _job_processes(tmp_path / "submitit"):
     time.sleep(0.1)

@@ -59,7 +59,6 @@ def _start(specs: list[JobSpec], sweep: Sweep, settings: LaunchSettings, started
   submitit = submitted.import_submitit()
   from mtl_jax.launchers import job  # imports submitit
 
-
   executor = submitit.LocalExecutor(folder=submitted.log_dir(sweep, settings))
   controllers_log = os.path.join(submitted.log_dir(sweep, settings), CONTROLLERS_LOG)
   slots, queue, running = _slots(settings), list(specs), {}
@@ -99,9 +98,10 @@ def _output_to(path: str) -> Iterator[None]:
 def _on_interrupt(started) -> str:
   """Local jobs are this process's children: cancelled (SIGINT to each controller, which
   stops its task), so that none outlives the launch."""
-  for job, _ in started:
+  running = [job for job, _ in started if not job.done()]
+  for job in running:
     job.cancel()
-  return f"the {len(started)} local jobs started are cancelled"
+  return f"cancelled the {len(running)} local job{'s' * (len(running) != 1)} still running"
 
 
 def _train(sweep: Sweep, settings: LaunchSettings) -> dict[str, dict]:

@@ -82,10 +82,12 @@ def setup_lines() -> list[str]:
 
 
 def job_specs(sweep: Sweep, done: dict) -> list[JobSpec]:
-  """One spec per group with a run not on file: its configs, nothing live."""
+  """One spec per group with a run not on file: its configs, nothing live. Paths are
+  absolute: a job's working directory is up to its scheduler."""
   c = sweep.checkpointing
-  return [JobSpec(sweep.results_path, tuple(group), tuple(r.hash for r in group),
-                  describe(group[0]), c and c.directory, c.every if c else 0, bool(c and c.resume))
+  return [JobSpec(os.path.abspath(sweep.results_path), tuple(group), tuple(r.hash for r in group),
+                  describe(group[0]), c and os.path.abspath(c.directory), c.every if c else 0,
+                  bool(c and c.resume))
           for group in sweep.groups if any(r.hash not in done for r in group)]
 
 
