@@ -208,7 +208,8 @@ def launch_settings() -> LaunchSettings:
   settings = LaunchSettings(LAUNCHER.value, SLURM_PARTITION.value, SLURM_TIME.value,
                             SLURM_GPUS_PER_TASK.value, SLURM_ARRAY_PARALLELISM.value,
                             SLURM_LOG_DIR.value, tuple(extra))
-  prepare_launch(settings)
+  if not PLOT_ONLY.value:  # --plot_only starts no job: the same command redraws anywhere
+    prepare_launch(settings)
   return settings
 
 
