@@ -23,6 +23,9 @@ from mtl_jax import devices, memory_estimate, thresholds
 from mtl_jax.data import driving, impute
 from mtl_jax.data.datasets import DATASETS, DataConfig, read_kind
 from mtl_jax.errors import InputError
+from mtl_jax.launchers.base import LOCAL, LaunchSettings
+from mtl_jax.launchers.registry import LAUNCHERS
+from mtl_jax.launchers.registry import prepare as prepare_launch
 from mtl_jax.methods import DEFAULT_METHOD, METHODS, build_method, hyper_parameters
 from mtl_jax.step import check_method_fits  # what --arch must serve
 from mtl_jax.results import SUMMARY_METRICS
@@ -276,6 +279,55 @@ def _refuse_unused_metrics(cls: type) -> None:
                      "every metric")
 
 
+# ---- Where the groups of a sweep run (mtl_jax/launchers, docs/cluster.md): --launcher and
+# what each submitit job asks of its scheduler.
+LAUNCHER = flags.DEFINE_enum(
+    "launcher", LOCAL, list(LAUNCHERS), "Where the groups of the sweep (a config with its seeds) "
+    "train: " + "; ".join(f"{name}, {launcher.summary}" for name, launcher in LAUNCHERS.items())
+    + ". The launching process writes the summary and plot once every job has ended.")
+SLURM_PARTITION = flags.DEFINE_string(
+    "slurm_partition", None, "--launcher=slurm: the partition (default: the cluster's).")
+SLURM_TIME = flags.DEFINE_integer(
+    "slurm_time", 60, "--launcher=slurm or submitit-local: minutes each job may run; a job "
+    "reaching it is requeued and skips the runs it saved.", lower_bound=1)
+SLURM_GPUS_PER_TASK = flags.DEFINE_integer(
+    "slurm_gpus_per_task", 0, "--launcher=slurm or submitit-local: GPUs per job (0: none; "
+    "submitit-local then hides this machine's GPUs from its jobs).", lower_bound=0)
+SLURM_ARRAY_PARALLELISM = flags.DEFINE_integer(
+    "slurm_array_parallelism", 0, "--launcher=slurm or submitit-local: at most this many jobs "
+    "at once (0: Slurm 256; submitit-local one per GPU, else 2).", lower_bound=0)
+SLURM_LOG_DIR = flags.DEFINE(
+    _PathParser(), "slurm_log_dir", None, "--launcher=slurm or submitit-local: submitit's folder "
+    "of pickled jobs and their logs (default OUT_DIR/submitit); on a cluster it and --out_dir "
+    "must be on a filesystem the nodes share.", serializer=flags.ArgumentSerializer())
+SLURM_EXTRA = flags.DEFINE_list(
+    "slurm_extra", [], "--launcher=slurm: more sbatch options NAME=VALUE,... (account=lab, "
+    "qos=high, cpus-per-task=8, mem=32G).")
+SLURM_FLAGS = (SLURM_PARTITION, SLURM_TIME, SLURM_GPUS_PER_TASK, SLURM_ARRAY_PARALLELISM,
+               SLURM_LOG_DIR, SLURM_EXTRA)
+
+
+def launch_settings() -> LaunchSettings:
+  """The launcher flags, checked: --slurm_* without a submitit launcher would be ignored
+  while the sweep trains here, so it is refused."""
+  given = [f"--{flag.name}" for flag in SLURM_FLAGS if flags.FLAGS[flag.name].present]
+  if given and LAUNCHER.value == LOCAL:
+    raise InputError(f"{given[0]} applies to jobs; add --launcher=slurm (or submitit-local to try "
+                     "it on this machine)")
+  extra = []
+  for item in SLURM_EXTRA.value:
+    name, _, value = item.partition("=")
+    if not name.strip() or not value.strip():
+      raise InputError(f"--slurm_extra takes NAME=VALUE items (sbatch options); got {item!r}")
+    extra.append((name.strip(), value.strip()))
+  settings = LaunchSettings(LAUNCHER.value, SLURM_PARTITION.value, SLURM_TIME.value,
+                            SLURM_GPUS_PER_TASK.value, SLURM_ARRAY_PARALLELISM.value,
+                            SLURM_LOG_DIR.value, tuple(extra))
+  if not PLOT_ONLY.value:  # --plot_only starts no job: the same command redraws anywhere
+    prepare_launch(settings)
+  return settings
+
+
 def _chosen(flag) -> bool:
   """Whether the command line, a preset or an experiment set this flag."""
   return flags.FLAGS[flag.name].present or flag.name in _overridden
@@ -366,10 +418,11 @@ def settings(cls: type[S], **own) -> S:
   subclass), with the experiment's own fields `own`, already read from its flags;
   refused here if its runs cannot fit in memory."""
   _refuse_unused_metrics(cls)
+  launch = launch_settings()  # first: it sets the jobs' memory environment before jax starts
   chosen = cls(data=data_config(), encoder=encoder_spec(), train=train_config(), seeds=SEEDS.value,
                arch=ARCH.value, arch_options=arch_options(), out_dir=OUT_DIR.value,
                plot_only=PLOT_ONLY.value, checkpoint_every=CHECKPOINT_EVERY.value, resume=RESUME.value,
-               save_params=SAVE_PARAMS.value, threshold=threshold_rule(), **own)
+               save_params=SAVE_PARAMS.value, threshold=threshold_rule(), launch=launch, **own)
   if not chosen.plot_only:
     check_memory(chosen)
   return chosen

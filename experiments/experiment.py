@@ -23,9 +23,12 @@ from mtl_jax.data.columns import describe_features
 from mtl_jax.devices import writes_files
 from mtl_jax.data.datasets import DataConfig, MultiTaskData, load_dataset, read_kind, task_names
 from mtl_jax.errors import InputError
+from mtl_jax.launchers.base import LaunchSettings, Sweep
+from mtl_jax.launchers.registry import LAUNCHERS
 from mtl_jax.models import EncoderSpec
-from mtl_jax.results import (CHECKPOINTS_DIR, RESULTS_FILE, WriteError, check_outputs, hold_out_dir,
-                             output_files, summary_gaps, write_summary_and_plots)
+from mtl_jax.results import (CHECKPOINTS_DIR, RESULTS_FILE, SHARDS_DIR, WriteError, check_outputs,
+                             hold_out_dir, output_files, summary_gaps, where_results_are,
+                             write_summary_and_plots)
 from mtl_jax.runs import RunConfig
 from mtl_jax.saved_params import PARAMS_DIR
 from mtl_jax.sweep import run_pending
@@ -54,6 +57,7 @@ class Settings:
   resume: bool = False  # continue groups from their latest checkpoint
   save_params: bool = False  # keep each run's selected parameters in out_dir/params (predict)
   threshold: thresholds.Rule = thresholds.DEFAULT_PROBABILITY  # decisions (RunConfig.threshold)
+  launch: LaunchSettings = LaunchSettings()  # where the groups train (mtl_jax/launchers)
 
   def __post_init__(self):
     if self.save_params and self.plot_only:
@@ -184,7 +188,7 @@ class Experiment:
     with self.claim(settings) as out:
       start = time.perf_counter()
       print(grid.headline, flush=True)
-      results_path, done = train_pending(settings, grid.groups, out)
+      results_path, done = train_pending(settings, grid.groups, out, self.name)
       gaps = summary_gaps(done[h] for h in records_in(grid.groups, done))
       if gaps:
         print(gaps, flush=True)
@@ -211,8 +215,7 @@ class Experiment:
       yield out
       return
     with hold_out_dir(out):
-      check_outputs(out, output_files(self.name, self.more_figures),
-                    checkpoint_folders(settings) + params_folders(settings))
+      check_outputs(out, output_files(self.name, self.more_figures), output_folders(settings))
       yield out
 
   def main(self, argv: list[str]) -> None:
@@ -231,9 +234,10 @@ def checkpoint_folders(settings: Settings) -> tuple[str, ...]:
   return (CHECKPOINTS_DIR,) if settings.checkpoint_every or settings.resume else ()
 
 
-def params_folders(settings: Settings) -> tuple[str, ...]:
-  """The folder of OUT_DIR where --save_params keeps each run's parameters."""
-  return (PARAMS_DIR,) if settings.save_params else ()
+def output_folders(settings: Settings) -> tuple[str, ...]:
+  """Every folder of OUT_DIR a launch reads or writes: checkpoints, the result shards of
+  jobs (read by every launch, so checked by every launch), and --save_params' folder."""
+  return (*checkpoint_folders(settings), SHARDS_DIR, *((PARAMS_DIR,) if settings.save_params else ()))
 
 
 def records_in(groups: Groups, done: dict[str, dict]) -> set[str]:
@@ -246,22 +250,27 @@ def generated_train_size(data: DataConfig) -> Optional[int]:
   return None if read_kind(data.dataset) else data.num_train
 
 
-def train_pending(settings: Settings, groups: Groups, out: str) -> tuple[str, dict[str, dict]]:
-  """sweep.run_pending on OUT_DIR/results.jsonl with the settings' plotting and
-  checkpoint choices; returns the results path and every record by hash."""
+def train_pending(settings: Settings, groups: Groups, out: str, name: str
+                  ) -> tuple[str, dict[str, dict]]:
+  """Trains what OUT_DIR lacks with the settings' launcher (nothing with plot_only), with
+  their checkpoint choices; returns where the records are (results.jsonl, shards) and
+  every record by hash."""
   results_path = os.path.join(out, RESULTS_FILE)
   checkpointing = (CheckpointSettings(os.path.join(out, CHECKPOINTS_DIR), settings.checkpoint_every,
                                       settings.resume)
                    if checkpoint_folders(settings) else None)
   trained = [group for group in groups.values() if group]
-  done = run_pending(trained, load_data_logged, results_path, train_missing=not settings.plot_only,
-                     checkpointing=checkpointing,
-                     save_params_in=out if settings.save_params else None)
+  save_params_in = out if settings.save_params else None
+  if settings.plot_only:
+    done = run_pending(trained, load_data_logged, results_path, train_missing=False)
+  else:
+    sweep = Sweep(trained, results_path, checkpointing, load_data_logged, name, save_params_in)
+    done = LAUNCHERS[settings.launch.name].train(sweep, settings.launch)
   others = len(done) - len({c.hash for group in trained for c in group})
   if others:
     print(f"  {results_path} also holds {others} runs of other settings; they are not in "
           "this summary (use another --out_dir to keep studies apart)", flush=True)
-  return results_path, done
+  return where_results_are(results_path), done
 
 
 def load_data_logged(config: DataConfig) -> MultiTaskData:

@@ -4,6 +4,7 @@ import contextlib
 import csv
 import errno
 import fcntl
+import glob
 import hashlib
 import json
 import math
@@ -23,6 +24,9 @@ RESULTS_FILE = "results.jsonl"
 SUMMARY_FILE = "summary.csv"
 CHECKPOINTS_DIR = "checkpoints"  # OUT_DIR/checkpoints: one folder per group in training
 LOCK_FILE = ".lock"  # OUT_DIR/.lock: held by the one launch writing there, with its pid
+# OUT_DIR/shards/*.jsonl: the results of sweeps run as jobs (mtl_jax/launchers), one file
+# per job process, read together with results.jsonl (read_all_records).
+SHARDS_DIR = "shards"
 FIGURE_FORMATS = ("png", "svg")
 DIFF_ARM = "joint_minus_separate"
 SPLITS = ("val", "test")
@@ -157,6 +161,39 @@ def _is_entry(entry, metric: str, num_tasks: int) -> bool:
     return False
   per_task = entry.get("per_task")
   return not has_per_task(metric) or (isinstance(per_task, list) and len(per_task) == num_tasks)
+
+
+def shard_paths(results_path: str) -> list[str]:
+  """The result shards beside results_path (SHARDS_DIR/*.jsonl), in name order."""
+  shards = os.path.join(glob.escape(os.path.dirname(results_path)), SHARDS_DIR, "*.jsonl")
+  return sorted(path for path in glob.glob(shards) if os.path.isfile(path))
+
+
+def where_results_are(results_path: str) -> str:
+  """results_path, and its shards if it has any: where a sweep's records are on file."""
+  shards = shard_paths(results_path)
+  if not shards:
+    return results_path
+  folder = os.path.join(os.path.dirname(results_path), SHARDS_DIR)
+  shards_text = f"{len(shards)} shard{'s' * (len(shards) > 1)} in {folder}"
+  return f"{results_path} and {shards_text}" if os.path.exists(results_path) else shards_text
+
+
+def read_all_records(results_path: str) -> tuple[list[dict], dict[str, list[int]]]:
+  """read_records of results_path and of every shard beside it, merged: (each hash's
+  first record, in file order with results_path first; {path: numbers of its lines that
+  are not records} for the files that have any). Every reader of a sweep's results goes
+  through here, so resuming, --plot_only and the summary see the runs that jobs wrote.
+  A hash twice is the same config trained twice (a job retried, or relaunched while its
+  first try still ran): one copy counts, so no run is ever counted twice."""
+  records, unusable = {}, {}
+  for path in [results_path, *shard_paths(results_path)]:
+    found, bad = read_records(path)
+    for record in found:
+      records.setdefault(record["hash"], record)
+    if bad:
+      unusable[path] = bad
+  return list(records.values()), unusable
 
 
 def _is_metrics(metrics, num_tasks: int) -> bool:

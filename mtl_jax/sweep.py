@@ -17,7 +17,7 @@ from mtl_jax.methods import DEFAULT_METHOD
 from mtl_jax.checkpoints import CheckpointSettings, EpochCheckpoints
 from mtl_jax.devices import same_in_every_process, writes_files
 from mtl_jax.results import (RESULTS_VERSION, WriteError, append_result, config_hash, line_numbers,
-                             read_records)
+                             read_all_records)
 from mtl_jax.runs import RunConfig, run_arm
 from mtl_jax.train import planned_epochs
 
@@ -49,21 +49,16 @@ def run_pending(groups: Sequence[Sequence[RunConfig]],
                 load_data: Callable[[DataConfig], MultiTaskData],
                 results_path: str, train_missing: bool = True,
                 checkpointing: Optional[CheckpointSettings] = None,
-                save_params_in: Optional[str] = None) -> dict[str, dict]:
+                append_to: Optional[str] = None, save_params_in: Optional[str] = None) -> dict[str, dict]:
   """`groups`: lists of configs identical but for their seeds. Returns every record of
-  results_path (old and new) by hash. Data is loaded only for groups that train, and
-  once for consecutive groups on the same data; with train_missing=False a missing run
-  is an error instead. `checkpointing` (its directory the root for all groups) saves
-  each group's training every few epochs, in a folder named by the runs it trains.
+  results_path and its shards (old and new) by hash. Data is loaded only for groups that
+  train, and once for consecutive groups on the same data; with train_missing=False a
+  missing run is an error instead. `checkpointing` (its directory the root for all
+  groups) saves each group's training every few epochs, in a folder named by the runs it
+  trains. New records go to `append_to` (a job's own shard), else to results_path.
   `save_params_in` (the output folder, --save_params) saves each run's parameters there;
   a finished run on file without them is trained again to save them."""
-  records = _read_records_saying_what_is_set_aside(results_path)
-  done = {r["hash"]: r for r in records if r.get("results_version") == RESULTS_VERSION}
-  stale = len(records) - len([r for r in records if r.get("results_version") == RESULTS_VERSION])
-  if stale:
-    print(f"  {results_path}: {stale} runs from an older version of the training code are set "
-          f"aside, not reused (results version {RESULTS_VERSION} changed what a run computes); "
-          "runs these flags need are trained again", flush=True)
+  done, stale = records_on_file(results_path)
   if save_params_in:
     done = _keeping_saved_params(done, save_params_in, {c.hash for group in groups for c in group})
   missing = sum(c.hash not in done for group in groups for c in group)
@@ -81,12 +76,13 @@ def run_pending(groups: Sequence[Sequence[RunConfig]],
   def saved() -> str:
     # Counted from the file, not only from `done`: a signal can land between a line's
     # fsync and its entry in `done`.
-    on_file = {r.get("hash") for r in read_records(results_path)[0]
+    on_file = {r.get("hash") for r in read_all_records(results_path)[0]
                if r.get("results_version") == RESULTS_VERSION} | set(done)
     return (f"{sum(c.hash in on_file for group in groups for c in group)} of the "
             f"{sum(len(group) for group in groups)} runs are saved in {results_path}")
   try:
-    _train_groups(groups, load_data, results_path, done, train_missing, checkpointing, save_params_in)
+    _train_groups(groups, load_data, results_path, done, train_missing, checkpointing,
+                  append_to or results_path, save_params_in)
   except KeyboardInterrupt:
     raise SweepInterrupted(f"interrupted: {saved()}; run the same command again to resume") from None
   except WriteError as e:  # a full disk: what is safe, and that the same command resumes
@@ -94,16 +90,28 @@ def run_pending(groups: Sequence[Sequence[RunConfig]],
   return done
 
 
+def records_on_file(results_path: str) -> tuple[dict[str, dict], int]:
+  """(every record of this results version in results_path and its shards, by hash;
+  how many of older versions are set aside, never reused, which it says on stdout)."""
+  records = _read_records_saying_what_is_set_aside(results_path)
+  current = [r for r in records if r.get("results_version") == RESULTS_VERSION]
+  if len(records) > len(current):
+    print(f"  {results_path}: {len(records) - len(current)} runs from an older version of the "
+          f"training code are set aside, not reused (results version {RESULTS_VERSION} changed "
+          "what a run computes); runs these flags need are trained again", flush=True)
+  return {r["hash"]: r for r in current}, len(records) - len(current)
+
+
 def _read_records_saying_what_is_set_aside(results_path: str) -> list[dict]:
-  """The records on file. Lines that are not records (torn by a kill, not UTF-8, hand
-  edited, another program's) are set aside, not fatal: the file is the only copy of
-  every finished run, and refusing it would stop every later launch until someone
-  edits it by hand, while a set-aside line costs at most its run, trained again. Said
-  on stderr with the line numbers, which stay on file untouched."""
-  records, unusable = read_records(results_path)
-  if unusable:
-    print(f"warning: {results_path}: line{'s' * (len(unusable) > 1)} {line_numbers(unusable)} "
-          f"{'are' if len(unusable) > 1 else 'is'} not a result record (torn by a kill, or edited); "
+  """The records on file (results_path and its shards). Lines that are not records
+  (torn by a kill, not UTF-8, hand edited, another program's) are set aside, not fatal:
+  the file is the only copy of every finished run, and refusing it would stop every
+  later launch until someone edits it by hand, while a set-aside line costs at most its
+  run, trained again. Said on stderr with the line numbers, which stay on file untouched."""
+  records, unusable = read_all_records(results_path)
+  for path, lines in unusable.items():
+    print(f"warning: {path}: line{'s' * (len(lines) > 1)} {line_numbers(lines)} "
+          f"{'are' if len(lines) > 1 else 'is'} not a result record (torn by a kill, or edited); "
           "set aside, and any run these flags need from them is trained again", file=sys.stderr,
           flush=True)
   return records
@@ -129,7 +137,8 @@ def _group_checkpoints(todo: Sequence[RunConfig], checkpointing: Optional[Checkp
 
 
 def _train_groups(groups, load_data, results_path: str, done: dict, train_missing: bool,
-                  checkpointing: Optional[CheckpointSettings], save_params_in: Optional[str] = None) -> None:
+                  checkpointing: Optional[CheckpointSettings], append_to: str,
+                  save_params_in: Optional[str] = None) -> None:
   for i, group in enumerate(groups, 1):
     name = f"[{i}/{len(groups)}] {describe(group[0])}"
     todo = [c for c in group if c.hash not in done]
@@ -157,7 +166,7 @@ def _train_groups(groups, load_data, results_path: str, done: dict, train_missin
     records = run_arm(todo, data, log, checkpoints, save_params_in)
     for record in records:
       if writes_files():  # one copy of each record, however many processes trained it
-        append_result(results_path, record)
+        append_result(append_to, record)
       done[record["hash"]] = record
     if checkpoints:
       checkpoints.close(finished=True)
