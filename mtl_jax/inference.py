@@ -20,7 +20,7 @@ from scipy.special import expit
 from mtl_jax import prediction_files, saved_params
 from mtl_jax.data.inputs import RunColumns, read_inputs
 from mtl_jax.errors import InputError
-from mtl_jax.results import RESULTS_FILE, config_hash, read_records
+from mtl_jax.results import RESULTS_FILE, config_hash, read_all_records, shard_paths
 from mtl_jax.train import predict
 
 DEFAULT_THRESHOLD = 0.5  # a probability: logit 0
@@ -57,10 +57,11 @@ def _describe(records: list[dict]) -> str:
 
 def _saved_records(run_dir: str) -> list[dict]:
   path = os.path.join(run_dir, RESULTS_FILE)
-  if not os.path.isfile(path):
+  if not os.path.isfile(path) and not shard_paths(path):
     raise InputError(f"--run_dir={run_dir} has no {RESULTS_FILE}: give the --out_dir of a launch "
                      "run with --save_params")
-  by_hash = {r["hash"]: r for r in read_records(path)[0]}  # a later line of a hash wins
+  # With the shards of submitit jobs; a later record of a hash wins (read_all_records).
+  by_hash = {r["hash"]: r for r in read_all_records(path)[0]}
   saved = [r for r in by_hash.values() if r.get("params_path")]
   if not saved:
     raise InputError(f"--run_dir={run_dir}: none of its {len(by_hash)} runs saved their parameters; "

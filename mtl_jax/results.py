@@ -181,16 +181,18 @@ def where_results_are(results_path: str) -> str:
 
 def read_all_records(results_path: str) -> tuple[list[dict], dict[str, list[int]]]:
   """read_records of results_path and of every shard beside it, merged: (each hash's
-  first record, in file order with results_path first; {path: numbers of its lines that
-  are not records} for the files that have any). Every reader of a sweep's results goes
-  through here, so resuming, --plot_only and the summary see the runs that jobs wrote.
-  A hash twice is the same config trained twice (a job retried, or relaunched while its
-  first try still ran): one copy counts, so no run is ever counted twice."""
+  last record, reading results_path first; {path: numbers of its lines that are not
+  records} for the files that have any). Every reader of a sweep's results goes
+  through here, so resuming, --plot_only, the summary and predict see the runs that
+  jobs wrote. A hash twice is the same config trained twice (a job retried, or
+  relaunched while its first try still ran; or trained again by --save_params to keep
+  its parameters, which only the later copy records): one copy counts, so no run is
+  ever counted twice."""
   records, unusable = {}, {}
   for path in [results_path, *shard_paths(results_path)]:
     found, bad = read_records(path)
     for record in found:
-      records.setdefault(record["hash"], record)
+      records[record["hash"]] = record
     if bad:
       unusable[path] = bad
   return list(records.values()), unusable
