@@ -141,14 +141,17 @@ def _record(hash_: str, value: float) -> dict:
   return {"hash": hash_, "value": value}  # another results version: read, not summarized
 
 
-def test_a_hash_in_results_and_in_shards_counts_once_first_file_first(tmp_path):
+def test_a_hash_in_results_and_in_shards_counts_once_the_last_read_wins(tmp_path):
+  """results.jsonl is read first, then the shards in name order; a hash's last record
+  counts (the copies of a retried job are alike; a --save_params retrain records its
+  parameters only in the later copy)."""
   results = str(tmp_path / "results.jsonl")
   append_result(results, _record("a", 1))
   append_result(str(tmp_path / SHARDS_DIR / "results-2-h-1.jsonl"), _record("a", 2))
   append_result(str(tmp_path / SHARDS_DIR / "results-2-h-1.jsonl"), _record("b", 3))
   append_result(str(tmp_path / SHARDS_DIR / "results-1-h-9.jsonl"), _record("b", 4))
   records, unusable = read_all_records(results)
-  assert [(r["hash"], r["value"]) for r in records] == [("a", 1), ("b", 4)] and unusable == {}
+  assert [(r["hash"], r["value"]) for r in records] == [("a", 2), ("b", 3)] and unusable == {}
   assert where_results_are(results) == f"{results} and 2 shards in {tmp_path / SHARDS_DIR}"
 
 
