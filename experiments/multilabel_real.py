@@ -141,6 +141,12 @@ def needs_sets(s: Settings) -> str | None:
                               "--datasets='arff:A-train.arff,A-test.arff;...' (or a read --dataset)")
 
 
+def images_for_cnn(s: Settings) -> str | None:
+  """needs_images_for_cnn, of every set rather than of --dataset."""
+  return next((why for _, data in s.sets
+               if (why := experiment.needs_images_for_cnn()(dataclasses.replace(s, data=data)))), None)
+
+
 def grid(settings: Settings) -> Grid:
   groups = {}
   for name, data in settings.sets:
@@ -207,7 +213,7 @@ EXPERIMENT = Experiment(
     name=NAME, summary="joint against separate networks on real multi-label benchmark sets",
     settings_from_flags=settings_from_flags, grid=grid, summarize=summarize, table=table, draw=draw,
     presets={"quick": dict(seeds=5), "full": dict(seeds=10)},
-    requires=(needs_sets,))
+    requires=(needs_sets, images_for_cnn))
 
 if __name__ == "__main__":
   cli.run(EXPERIMENT.main)
