@@ -45,6 +45,22 @@ def pytest_configure(config):
     os.environ.update({**_CACHE_VARIABLES, "JAX_COMPILATION_CACHE_DIR": config._mtl_jax_cache})
 
 
+# The files whose tests read the one all-experiments run: on one worker, so that the
+# other never sits waiting for that run behind the lock (it took 69 s of one worker).
+_ALL_EXPERIMENTS_FILES = ("test_all_experiments.py", "test_methods_experiment.py",
+                          "test_missing_labels.py", "test_network_size.py")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks
+def pytest_collection_modifyitems(config, items):
+  """--dist=loadgroup with a group per file (what --dist=loadfile does), except that the
+  files of _ALL_EXPERIMENTS_FILES form one group."""
+  for item in items:
+    name = item.path.name
+    group = "all_experiments" if name in _ALL_EXPERIMENTS_FILES else name
+    item.add_marker(pytest.mark.xdist_group(group))
+
+
 def pytest_unconfigure(config):
   cache = getattr(config, "_mtl_jax_cache", None)
   if cache:
