@@ -193,17 +193,31 @@ def table(settings: Settings, rows: list[dict]) -> str:
 
 
 def draw(rows: list[dict], out_path: str, title: str, split: str = "test") -> None:
-  """One panel per headline metric: joint and separate per set, 95% CI over seeds."""
+  """Per headline metric: above, joint and separate per set (95% CI over seeds);
+  below, their difference paired by seed, green where joint is better."""
   cell = _cells(rows, split)
   sets = list(dict.fromkeys(r["dataset"] for r in rows))
   metrics = [m for m in TABLE_METRICS if any(k[1] == m for k in cell)]
-  fig, axes = plots.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.6), squeeze=False)
-  for ax, metric in zip(axes[0], metrics):
+  fig, axes = plots.subplots(2, len(metrics), figsize=(3.6 * len(metrics), 6.4), squeeze=False)
+  for column, metric in enumerate(metrics):
+    lower_better = metric in LOWER_IS_BETTER
+    values, differences = axes[0][column], axes[1][column]
     bars = {arm: ([cell[s, metric, arm]["mean"] for s in sets], [cell[s, metric, arm]["ci95"] for s in sets])
             for arm in ARMS}
-    plots.bars_with_ci(ax, sets, bars, plots.ARM_COLORS)
-    ax.set_ylabel(f"{split} {plots.metric_label(metric)}" + (" (lower better)" if metric in LOWER_IS_BETTER else ""))
-    ax.grid(axis="y", alpha=0.3)
+    plots.bars_with_ci(values, sets, bars, plots.ARM_COLORS)
+    if lower_better:  # a loss near 0 would be a flat line on the [0, 1] axis of the others
+      values.set_ylim(0, 1.15 * max(m + c for means, cis in bars.values() for m, c in zip(means, cis)))
+    values.set_ylabel(f"{split} {plots.metric_label(metric)}" + (" (lower better)" if lower_better else ""))
+    diff = [cell[s, metric, DIFF_ARM] for s in sets]
+    means = [d["mean"] for d in diff]
+    better = [(m < 0) if lower_better else (m > 0) for m in means]
+    differences.bar(range(len(sets)), means, yerr=[d["ci95"] for d in diff], capsize=3,
+                    color=["#2ca02c" if b else "#d62728" for b in better])
+    differences.axhline(0, color="black", linewidth=0.8)
+    differences.set_xticks(range(len(sets)), sets, rotation=30, ha="right")
+    differences.set_ylabel("joint − separate, paired")
+    for ax in (values, differences):
+      ax.grid(axis="y", alpha=0.3)
   handles, labels = axes[0][0].get_legend_handles_labels()
   fig.legend(handles, labels, loc="upper right", ncols=len(labels), frameon=False)
   plots.finish(fig, title, out_path)
