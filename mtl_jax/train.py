@@ -271,7 +271,9 @@ def _placed(place: Placement, tree, specs):
 def _initial_values(model: Model, method: methods.Method, optimizer, keys_S, x_train, y_train,
                     batch_size: int, micro_batch: Optional[int], pretrained_shared: Optional[dict]):
   """(parameters, optimizer state, method state) of every seed, and the micro-batch."""
-  params = jax.vmap(lambda k: model.init(jax.random.fold_in(k, INIT_STREAM)))(keys_S)
+  # Compiled: op by op, initialising a small CNN took seconds of dispatch (2.6 s against
+  # 4.9 s for a joint CNN, 4.4 s against 6.5 s for four separate ones), the same values.
+  params = jax.jit(jax.vmap(lambda k: model.init(jax.random.fold_in(k, INIT_STREAM))))(keys_S)
   if micro_batch is None:
     micro_batch = choose_micro_batch(model, jax.tree.map(lambda p: p[0], params), x_train[:5],
                                      y_train[:5], batch_size)
@@ -279,7 +281,7 @@ def _initial_values(model: Model, method: methods.Method, optimizer, keys_S, x_t
     raise InputError(f"micro-batch size {micro_batch} must be in [1, {batch_size}] (the batch size)")
   if pretrained_shared is not None:
     params = {**params, **jax.tree.map(jnp.array, pretrained_shared)}
-  opt_state = jax.vmap(optimizer.init)(params)
+  opt_state = jax.jit(jax.vmap(optimizer.init))(params)
   num_tasks = y_train.shape[1]
   shared_size = sum(leaf[0].size for k in model.shared for leaf in jax.tree.leaves(params[k]))
   method_state = jax.vmap(lambda _: methods.init_state(method, num_tasks, shared_size))(keys_S)
