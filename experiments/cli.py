@@ -20,7 +20,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from mtl_jax import devices, memory_estimate, thresholds
-from mtl_jax.data import driving, impute
+from mtl_jax.data import driving, impute, resampling
 from mtl_jax.data.datasets import DATASETS, DataConfig, read_kind
 from mtl_jax.errors import InputError
 from mtl_jax.launchers.base import LOCAL, LaunchSettings
@@ -99,6 +99,14 @@ MAX_SEEDS = 1000
 SEEDS = flags.DEFINE_integer(
     "seeds", 3, "Number of seeds (0..N-1), trained together in one compiled program; "
     "tables and plots show mean and 95% CI over them.", lower_bound=1, upper_bound=MAX_SEEDS)
+FOLDS = flags.DEFINE_integer(
+    "folds", 0, "joint_vs_separate, multilabel_real: K-fold cross-validation over all the data's "
+    "examples (stratified; validation cut from the other folds), every seed on every fold; the 95% "
+    "CI is then over folds (corrected resampled t). 0: the data's own split.", lower_bound=0)
+SPLIT_SEEDS = flags.DEFINE_integer(
+    "split_seeds", 0, "joint_vs_separate, multilabel_real: N random stratified train/val/test "
+    "re-splits of all the data's examples (the own split's sizes), every seed on every split; the "
+    "95% CI is then over splits (corrected resampled t). 0: the data's own split.", lower_bound=0)
 MISSING_FRAC = flags.DEFINE_float(
     "missing_frac", 0.2, "Fraction of train/validation label cells hidden as missing "
     "('?', stored as -1); the masked loss ignores them. Must be in [0, 1). 0 unless set "
@@ -420,6 +428,7 @@ def settings(cls: type[S], **own) -> S:
   _refuse_unused_metrics(cls)
   launch = launch_settings()  # first: it sets the jobs' memory environment before jax starts
   chosen = cls(data=data_config(), encoder=encoder_spec(), train=train_config(), seeds=SEEDS.value,
+               resamplings=resampling.plan(FOLDS.value, SPLIT_SEEDS.value),
                arch=ARCH.value, arch_options=arch_options(), out_dir=OUT_DIR.value,
                plot_only=PLOT_ONLY.value, checkpoint_every=CHECKPOINT_EVERY.value, resume=RESUME.value,
                save_params=SAVE_PARAMS.value, threshold=threshold_rule(), launch=launch, **own)

@@ -22,6 +22,7 @@ from mtl_jax.checkpoints import CheckpointSettings
 from mtl_jax.data.columns import describe_features
 from mtl_jax.devices import writes_files
 from mtl_jax.data.datasets import DataConfig, MultiTaskData, load_dataset, read_kind, task_names
+from mtl_jax.data.resampling import Resampling
 from mtl_jax.errors import InputError
 from mtl_jax.launchers.base import LaunchSettings, Sweep
 from mtl_jax.launchers.registry import LAUNCHERS
@@ -49,6 +50,9 @@ class Settings:
   encoder: EncoderSpec
   train: TrainConfig
   seeds: int = 3  # seeds 0..seeds-1 of every group
+  # The splits every group runs on (resampling.plan: --folds, --split_seeds): the data's
+  # own, or K folds, or N random splits, each with every seed.
+  resamplings: tuple[Resampling, ...] = (Resampling(),)
   arch: str = "hps"  # how the joint arms share (RunConfig.arch)
   arch_options: tuple[tuple[str, float], ...] = ()  # its sizes off their defaults (RunConfig)
   out_dir: Optional[str] = None  # None: runs/NAME
@@ -67,11 +71,16 @@ class Settings:
   def seed_configs(self, experiment: str, arm: str, data: DataConfig,
                    encoder: Optional[EncoderSpec] = None, train: Optional[TrainConfig] = None,
                    pretrain: Optional[DataConfig] = None) -> list[RunConfig]:
-    """One group: the same run for every seed, with these settings' encoder and
-    training unless a sweep point gives its own."""
-    return [RunConfig(experiment, arm, seed, data, encoder or self.encoder, train or self.train,
-                      pretrain=pretrain, arch=self.arch, arch_options=self.arch_options,
-                      threshold=self.threshold) for seed in range(self.seeds)]
+    """One group: the same run for every split and seed, with these settings' encoder
+    and training unless a sweep point gives its own."""
+    return [RunConfig(experiment, arm, seed, dataclasses.replace(data, resampling=resampling),
+                      encoder or self.encoder, train or self.train, pretrain=pretrain, arch=self.arch,
+                      arch_options=self.arch_options, threshold=self.threshold)
+            for resampling in self.resamplings for seed in range(self.seeds)]
+
+  @property
+  def resampled(self) -> bool:
+    return any(not r.is_own for r in self.resamplings)
 
 
 # An experiment's grid: groups of configs identical but for their seeds, by the
@@ -163,6 +172,9 @@ class Experiment:
   requires: tuple[Requirement, ...]
   # More figures from the same rows: suffix -> draw, written as NAME_SUFFIX.png (.svg).
   more_figures: dict[str, Callable[[list[dict], str, str], None]] = dataclasses.field(default_factory=dict)
+  # Whether its summary pairs and averages runs by split as well as by seed, so that it
+  # takes --folds and --split_seeds (results.summarize_arms does).
+  resamples: bool = False
 
   def __post_init__(self):
     if set(self.presets) != set(PRESET_NAMES):
@@ -171,6 +183,9 @@ class Experiment:
   def unmet(self, settings: Settings) -> Optional[str]:
     """Why these settings cannot run this experiment (its first unmet requirement), or
     None. Reading the data to decide may raise InputError (an unreadable file)."""
+    if settings.resampled and not self.resamples:
+      return ("--folds and --split_seeds apply to joint_vs_separate and multilabel_real; this "
+              "experiment's intervals are over seeds on the data's own split")
     return next((why for why in (need(settings) for need in self.requires) if why), None)
 
   def check(self, settings: Settings) -> Grid:
@@ -259,7 +274,7 @@ def train_pending(settings: Settings, groups: Groups, out: str, name: str
   checkpointing = (CheckpointSettings(os.path.join(out, CHECKPOINTS_DIR), settings.checkpoint_every,
                                       settings.resume)
                    if checkpoint_folders(settings) else None)
-  trained = [group for group in groups.values() if group]
+  trained = [runs for group in groups.values() for runs in by_data(group)]
   save_params_in = out if settings.save_params else None
   if settings.plot_only:
     done = run_pending(trained, load_data_logged, results_path, train_missing=False)
@@ -271,6 +286,25 @@ def train_pending(settings: Settings, groups: Groups, out: str, name: str
     print(f"  {results_path} also holds {others} runs of other settings; they are not in "
           "this summary (use another --out_dir to keep studies apart)", flush=True)
   return where_results_are(results_path), done
+
+
+def runs_per_arm(settings: Settings) -> str:
+  """'3 seeds', or '5 folds x 3 seeds': what every arm of the grid trains."""
+  seeds = f"{settings.seeds} seed{'s' * (settings.seeds != 1)}"
+  if not settings.resampled:
+    return seeds
+  first = settings.resamplings[0]
+  splits = f"{first.count} folds" if first.kind == "folds" else f"{len(settings.resamplings)} random splits"
+  return f"{splits} x {seeds}"
+
+
+def by_data(group: list[RunConfig]) -> list[list[RunConfig]]:
+  """A group's runs as groups that train together: those on the same data (one per
+  split when the settings resample), each identical but for its seeds."""
+  on = {}
+  for config in group:
+    on.setdefault(config.data, []).append(config)
+  return list(on.values())
 
 
 def load_data_logged(config: DataConfig) -> MultiTaskData:

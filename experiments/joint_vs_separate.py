@@ -41,7 +41,7 @@ def grid(settings: Settings) -> Grid:
   check_data_config(settings.data)
   groups = {arm: settings.seed_configs(NAME, arm, settings.data) for arm in ARMS}
   return Grid(groups, f"{NAME}: joint vs separate {settings.encoder.kind} networks, "
-                      f"{settings.seeds} seeds")
+                      f"{experiment.runs_per_arm(settings)}")
 
 
 def summarize(settings: Settings, groups: Groups, done: dict[str, dict]) -> Summary:
@@ -51,7 +51,7 @@ def summarize(settings: Settings, groups: Groups, done: dict[str, dict]) -> Summ
   data, encoder = settings.data, settings.encoder
   title = (f"{data.dataset}: {encoder.kind} width {encoder.width} depth {encoder.depth}, "
            f"{data.num_train or 'all'} train, {data.missing_frac:.0%} labels missing, "
-           f"{settings.seeds} seeds (95% CI)\n"
+           f"95% CI over {rows[0]['interval']}\n"
            f"joint {params['joint']:,} params, separate {params['separate']:,} params")
   return Summary(rows, title)
 
@@ -90,7 +90,7 @@ def format_table(rows: list[dict], split: str = "test",
 
 
 def table(settings: Settings, rows: list[dict]) -> str:
-  return (f"\nTest metrics, mean ± 95% CI over {settings.seeds} seeds:\n"
+  return (f"\nTest metrics, mean ± 95% CI over {rows[0]['interval']}:\n"
           + format_table(rows, table_columns=columns(settings.table_metrics)))
 
 
@@ -120,7 +120,8 @@ EXPERIMENT = Experiment(
     name=NAME, summary="one shared encoder with a head per task against a network per task",
     settings_from_flags=settings_from_flags, grid=grid, summarize=summarize, table=table,
     draw=draw, presets={"quick": QUICK_SCENES, "full": FULL_SCENES},
-    requires=(needs_images_for_cnn(),))  # any data: it only compares the two arms
+    requires=(needs_images_for_cnn(),),  # any data: it only compares the two arms
+    resamples=True)
 
 if __name__ == "__main__":
   cli.run(EXPERIMENT.main)

@@ -155,7 +155,7 @@ def grid(settings: Settings) -> Grid:
       groups[name, arm] = settings.seed_configs(NAME, arm, data)
   return Grid(groups, f"{NAME}: joint vs separate {settings.encoder.kind} networks on "
                       f"{len(settings.sets)} sets ({', '.join(n for n, _ in settings.sets)}), "
-                      f"{settings.seeds} seeds")
+                      f"{experiment.runs_per_arm(settings)}")
 
 
 def summarize(settings: Settings, groups: Groups, done: dict[str, dict]) -> Summary:
@@ -164,8 +164,9 @@ def summarize(settings: Settings, groups: Groups, done: dict[str, dict]) -> Summ
     records_by_arm = {arm: records_of(groups[name, arm], done) for arm in ARMS}
     rows += summarize_arms(records_by_arm, records_by_arm["joint"][0]["task_names"], keys={"dataset": name})
   encoder = settings.encoder
-  return Summary(rows, f"{len(settings.sets)} multi-label sets, standard splits: {encoder.kind} width "
-                       f"{encoder.width} depth {encoder.depth}, {settings.seeds} seeds (95% CI)")
+  splits = "resampled splits" if settings.resampled else "standard splits"
+  return Summary(rows, f"{len(settings.sets)} multi-label sets, {splits}: {encoder.kind} width "
+                       f"{encoder.width} depth {encoder.depth}, 95% CI over {rows[0]['interval']}")
 
 
 def _cells(rows: list[dict], split: str) -> dict:
@@ -188,8 +189,9 @@ def format_table(settings: Settings, rows: list[dict], split: str = "test") -> s
 
 
 def table(settings: Settings, rows: list[dict]) -> str:
+  paired = "split and seed" if settings.resampled else "seed"
   return (f"\nTest metrics (example- and label-based, over each set's labelled cells), mean ± 95% CI "
-          f"over {settings.seeds} seeds; {DIFF_ARM} is paired by seed:\n" + format_table(settings, rows))
+          f"over {rows[0]['interval']}; {DIFF_ARM} is paired by {paired}:\n" + format_table(settings, rows))
 
 
 def draw(rows: list[dict], out_path: str, title: str, split: str = "test") -> None:
@@ -227,7 +229,7 @@ EXPERIMENT = Experiment(
     name=NAME, summary="joint against separate networks on real multi-label benchmark sets",
     settings_from_flags=settings_from_flags, grid=grid, summarize=summarize, table=table, draw=draw,
     presets={"quick": dict(seeds=5), "full": dict(seeds=10)},
-    requires=(needs_sets, images_for_cnn))
+    requires=(needs_sets, images_for_cnn), resamples=True)
 
 if __name__ == "__main__":
   cli.run(EXPERIMENT.main)

@@ -7,16 +7,15 @@ import fcntl
 import glob
 import hashlib
 import json
-import math
 import os
 import secrets
 import sys
 from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
-from scipy import stats
 
 from mtl_jax.errors import InputError
+from mtl_jax.intervals import covers, interval, mean_ci95, pair_runs as pair_by_seed  # noqa: F401 (re-exported)
 from mtl_jax.metrics import METRICS
 from mtl_jax.multilabel_metrics import MULTILABEL_METRICS
 
@@ -227,18 +226,6 @@ def line_numbers(numbers: Sequence[int], shown: int = 10) -> str:
   return ", ".join(map(str, numbers[:-1])) + (" and " if len(numbers) > 1 else "") + str(numbers[-1])
 
 
-def mean_ci95(values: Sequence[float]) -> tuple[float, float, int]:
-  """Mean, half-width of the two-sided 95% Student-t interval, and n (NaNs dropped)."""
-  values = np.asarray([v for v in values if v is not None and math.isfinite(v)], float)
-  n = values.size
-  if n == 0:
-    return float("nan"), float("nan"), 0
-  if n == 1:
-    return float(values[0]), float("nan"), 1
-  sem = values.std(ddof=1) / math.sqrt(n)
-  return float(values.mean()), float(stats.t.ppf(0.975, n - 1) * sem), n
-
-
 def write_csv(path: str, rows: Iterable[dict]) -> None:
   rows = list(rows)
   with open(path, "w", newline="") as f:
@@ -274,21 +261,6 @@ def diverged(record: dict) -> bool:
   return record.get("status", "ok") != "ok"
 
 
-def seed_of(record: dict) -> int:
-  return record["config"]["seed"]
-
-
-def pair_by_seed(a: list[dict], b: list[dict]) -> np.ndarray:
-  """Indices into `b` of the runs with the seeds of `a`, in `a`'s order: the same
-  seed means the same data order and initialisation stream, so runs pair by seed,
-  never by position. Arms whose seeds differ cannot be paired (InputError)."""
-  seeds_a, seeds_b = [seed_of(r) for r in a], [seed_of(r) for r in b]
-  if sorted(seeds_a) != sorted(seeds_b) or len(set(seeds_a)) != len(seeds_a):
-    raise InputError(f"cannot pair arms by seed: seeds {sorted(seeds_a)} against {sorted(seeds_b)}")
-  position_b = {seed: i for i, seed in enumerate(seeds_b)}
-  return np.array([position_b[seed] for seed in seeds_a], int)
-
-
 def format_cell(row: dict) -> str:
   """'mean ± ci' of a summary row, saying how many seeds diverged and were left out."""
   text = f"{row['mean']:.3f} ± {row['ci95']:.3f}" if row["n"] > 1 else f"{row['mean']:.3f}"
@@ -317,10 +289,11 @@ def summary_gaps(records: Iterable[dict]) -> str:
 
 def summarize_arms(records_by_arm: dict[str, list[dict]], task_names: Sequence[str],
                    keys: Optional[dict] = None) -> list[dict]:
-  """Rows of mean and 95% CI over seeds per split, metric (SUMMARY_METRICS), task
-  ('mean' = the mean over tasks; the only task of an example-based metric) and arm. With both a joint and a separate arm, also the difference joint -
-  separate paired by seed (pair_by_seed). `keys` (e.g. the width of a sweep point)
-  lead every row. Diverged runs (and runs with no selected epoch) are left out;
+  """Rows of mean and 95% CI per split, metric (SUMMARY_METRICS), task ('mean' = the
+  mean over tasks; the only task of an example-based metric) and arm, over seeds or, on
+  resampled splits, over splits (intervals.interval; the row's `interval` says which).
+  With both a joint and a separate arm, also the difference joint - separate paired by
+  split and seed (pair_by_seed). `keys` (e.g. the width of a sweep point) lead every row. Diverged runs (and runs with no selected epoch) are left out;
   `diverged` counts them (for the difference, the seeds where either arm failed)."""
   rows = []
   tasks = list(enumerate(task_names)) + [(None, "mean")]
@@ -329,16 +302,18 @@ def summarize_arms(records_by_arm: dict[str, list[dict]], task_names: Sequence[s
       for index, task in (tasks if has_per_task(metric) else tasks[-1:]):
         values = {arm: np.array([_metric(r, split, metric, index) for r in records])
                   for arm, records in records_by_arm.items()}
+        runs = dict(records_by_arm)
         failed = {arm: np.array([diverged(r) for r in records]) for arm, records in records_by_arm.items()}
         if {"joint", "separate"} <= values.keys():
           b = pair_by_seed(records_by_arm["joint"], records_by_arm["separate"])
           values[DIFF_ARM] = values["joint"] - values["separate"][b]
           failed[DIFF_ARM] = failed["joint"] | failed["separate"][b]
+          runs[DIFF_ARM] = records_by_arm["joint"]
         for arm, v in values.items():
-          mean, ci, n = mean_ci95(v)
+          mean, ci, n = interval(v, runs[arm])
           rows.append(dict(**(keys or {}), split=split, metric=metric, task=task, arm=arm,
                            mean=round(mean, 5), ci95=round(ci, 5), n=n,
-                           diverged=int(failed[arm].sum())))
+                           diverged=int(failed[arm].sum()), interval=covers(runs[arm])))
   return rows
 
 

@@ -37,6 +37,8 @@ def describe(config: RunConfig) -> str:
     parts[-1] += f" ({d.label_handling.replace('_', ' ')})"
   if d.dataset == "related":
     parts.append(f"rho {d.relatedness.rho:g}")
+  if not d.resampling.is_own:
+    parts.append(d.resampling.describe())
   if d.tasks:
     parts.append(f"{len(d.tasks)} task{'s' * (len(d.tasks) > 1)}")
   parts += [f"{task} {count} labels" for task, count in d.label_budget]

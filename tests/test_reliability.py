@@ -1,6 +1,7 @@
 """Faults injected on purpose: a sweep killed with SIGKILL or stopped with Ctrl-C, a
 torn result line, a learning rate that diverges, a run preempted mid-training; and two
 runs of the same flags, which must agree to the bit."""
+import csv
 import json
 import os
 import signal
@@ -100,8 +101,8 @@ def test_a_diverging_run_is_recorded_with_its_step_and_left_out(tmp_path):
     assert r["status"] == "diverged" and r["diverged_at_step"] >= 1
     assert r["train_steps"] == 4  # stopped after the first epoch (4 steps), not 2 epochs
   assert "diverged at step" in result.stdout and "(2 div.)" in result.stdout
-  summary = open(tmp_path / "summary.csv").read().splitlines()
-  assert summary[0].endswith(",n,diverged") and all(line.endswith(",0,2") for line in summary[1:])
+  summary = list(csv.DictReader(open(tmp_path / "summary.csv")))
+  assert summary and all((row["n"], row["diverged"]) == ("0", "2") for row in summary)
 
 
 def _record(arm, seed, auc, status="ok"):

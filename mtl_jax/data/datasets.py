@@ -20,6 +20,7 @@ import numpy as np
 
 from mtl_jax.data import (arff_table, driving, driving_tasks, files, impute, label_sources, missing,
                           related, tables)
+from mtl_jax.data.resampling import Resampling, resample
 from mtl_jax.errors import InputError
 
 # driving: rendered road scenes; related: vectors whose tasks share features to a degree rho.
@@ -97,6 +98,9 @@ class DataConfig:
   label_budget: tuple[tuple[str, int], ...] = ()
   scenes: driving.SceneConfig = driving.SceneConfig()
   relatedness: related.RelatedConfig = related.RelatedConfig()  # the related dataset only
+  # The split to train on: the data's own, a fold of K or a random re-split of the
+  # pooled examples (resampling.py; --folds, --split_seeds).
+  resampling: Resampling = Resampling()
   # Part of every result's config hash, so results from an older renderer are never
   # reused as if they came from this one.
   generator_version: int = driving.GENERATOR_VERSION
@@ -235,6 +239,8 @@ def data_identity(config: DataConfig) -> dict:
   kind = read_kind(config.dataset) or config.dataset
   fields = dataclasses.asdict(config)
   identity = {name: fields[name] for name in (*_COMMON_FIELDS, *_KIND_FIELDS.get(kind, ()))}
+  if not config.resampling.is_own:  # only when set, so that other runs keep their hashes
+    identity["resampling"] = fields["resampling"]
   if kind == "csv":  # only when set, so that a CSV run's hash is what it was before them
     identity.update({name: fields[name] for name in ("ignore_columns", "impute")
                      if fields[name] != getattr(DataConfig, name)})
@@ -425,11 +431,20 @@ def _check_every_task_labelled(config: DataConfig, splits: dict, names: tuple[st
                        "label some")
 
 
+def _resampled(config: DataConfig, splits: dict, origins: dict) -> tuple[dict, dict]:
+  """The splits config.resampling asks for, cut from these (the data's own) pooled."""
+  if config.resampling.is_own:
+    return splits, origins
+  splits, held = resample(splits, config.resampling,
+                           lambda stream: _stream_seed(config.data_seed, "resample/" + stream))
+  return splits, {name: f"{config.dataset}: {held[name]}" for name in SPLITS}
+
+
 def _read(config: DataConfig) -> tuple[dict, dict, tuple[str, ...], _Source, Optional[Standardisation]]:
   names = task_names(config)
   source = _read_source(config)
   columns = [source.task_names.index(t) for t in names]
-  splits, origins = _cut_read_splits(config, source)
+  splits, origins = _resampled(config, *_cut_read_splits(config, source))
   splits = {name: Split(s.x, s.y[:, columns]) for name, s in splits.items()}
   _check_every_task_labelled(config, splits, names)
   # Filled after the cut, so that a mean comes from the train split alone.
@@ -455,6 +470,7 @@ def load_dataset(config: DataConfig) -> MultiTaskData:
               for name in SPLITS}
     origins = {name: f"generated {config.dataset} (data_seed {config.data_seed}, stream {name!r})"
                for name in SPLITS}
+    splits, origins = _resampled(config, splits, origins)
   hidden = {name: Split(s.x, missing.hide_labels(s.y, config.missing_frac,
                                                  _stream_seed(config.data_seed, name + "/missing")))
             for name, s in splits.items() if name != "test"}
