@@ -103,7 +103,7 @@ def load_runs(run_dir: str, records: list[dict]) -> list[saved_params.SavedRun]:
 def _run_columns(run: saved_params.SavedRun, record: dict) -> RunColumns:
   label_columns = tuple(record["config"]["data"].get("label_columns", ()))
   ignored = tuple(record["config"]["data"].get("ignore_columns", ()))
-  return RunColumns(run.feature_names, run.task_names + label_columns + ignored)
+  return RunColumns(run.feature_names, run.task_names + label_columns + ignored, run.fills_missing)
 
 
 def model_inputs(run: saved_params.SavedRun, x: np.ndarray, dataset: str) -> np.ndarray:

@@ -13,7 +13,7 @@ swapped file is refused, not used.
 
 Arrays: `param:PATH` per parameter (PATH: its keys in the tree, joined by '/'),
 `feature_mean` and `feature_std` [D] (float64) when the features were standardised,
-and `spec`, a JSON text (SPEC_FORMAT says which layout).
+`feature_fill` [D] (float32) when training filled missing features (--impute), and `spec`, a JSON text (SPEC_FORMAT says which layout).
 """
 import dataclasses
 import functools
@@ -56,6 +56,11 @@ class SavedRun:
   def input_shape(self) -> tuple[int, ...]:
     return tuple(self.spec["input_shape"])
 
+  @property
+  def fills_missing(self) -> bool:
+    """Whether training filled missing features (--impute), so new data may miss some."""
+    return self.standardisation is not None and self.standardisation.fill is not None
+
   def model(self) -> Model:
     s = self.spec
     return _model(s["arm"], EncoderSpec(**s["encoder"]), len(s["task_names"]), self.input_shape,
@@ -82,6 +87,8 @@ def _arrays(params: dict, standardisation: Optional[Standardisation]) -> dict:
   arrays = {_PARAM + _path_name(path): np.asarray(leaf) for path, leaf in leaves}
   if standardisation is not None:
     arrays.update(feature_mean=standardisation.mean, feature_std=standardisation.std)
+    if standardisation.fill is not None:
+      arrays.update(feature_fill=standardisation.fill)
   return arrays
 
 
@@ -178,7 +185,7 @@ def load(path: str, expected_digest: Optional[str] = None) -> SavedRun:
   digest = _digest(arrays)
   if digest != spec.get("digest") or (expected_digest and digest != expected_digest):
     raise _damaged(path, "its arrays differ from the digest saved with them")
-  scaling = (Standardisation(arrays["feature_mean"], arrays["feature_std"])
+  scaling = (Standardisation(arrays["feature_mean"], arrays["feature_std"], arrays.get("feature_fill"))
              if "feature_mean" in arrays else None)
   run = SavedRun(path, spec, {}, scaling)
   return dataclasses.replace(run, params=_params_like(run.model(), arrays, path))

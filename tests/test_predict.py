@@ -251,3 +251,35 @@ def test_new_arff_inputs_are_matched_by_name_and_value_as_training_reads_them(tm
     other = tmp_path / "other.arff"
     other.write_text(ARFF_HEADER.replace("red,", "crimson,") + "green,x1,2.5,1,YES\n")
     read_inputs(f"arff:{other}", run)
+
+
+def test_new_data_with_missing_features_is_filled_as_training_filled_its_own(table, run_dir, tmp_path):
+  """A run trained with --impute=mean keeps its fill values: a new file's `?` cell gives
+  the prediction of that cell holding the train split's mean. A run trained without
+  --impute refuses `?` in new data, as training would have."""
+  path, x, _, _ = table
+  rows = [[f"{v:.6g}" for v in xi] for xi in x]
+  with_gap = [list(r) for r in rows]
+  with_gap[3][2] = "?"  # a training row: its mean is the train split's without this cell
+  train_csv = tmp_path / "gap.csv"
+  original = _read_csv(path)
+  _write_csv(train_csv, list(original[0]), [[*g, *[o[k] for k in list(o)[len(FEATURES):]]]
+                                              for g, o in zip(with_gap, original)])
+  out = tmp_path / "imputed"
+  result = launch_in_process(f"--dataset=csv:{train_csv}", *TINY, "--seeds=1", "--impute=mean",
+                             "--save_params", f"--out_dir={out}")
+  assert result.returncode == 0, result.stderr
+  run = saved_params.load(str(out / _saved(out)[0]["params_path"]))
+  train_rows = [i for i, o in enumerate(original) if o["split"] == "train" and i != 3]
+  assert run.standardisation.fill[2] == pytest.approx(np.float32(x[train_rows, 2].astype(np.float32).mean()), rel=1e-6)
+  new_gap, new_filled = tmp_path / "new_gap.csv", tmp_path / "new_filled.csv"
+  _write_csv(new_gap, FEATURES, [with_gap[3], rows[4]])
+  _write_csv(new_filled, FEATURES, [[*with_gap[3][:2], repr(float(run.standardisation.fill[2])), *with_gap[3][3:]], rows[4]])
+  gap_out, filled_out = tmp_path / "p_gap.csv", tmp_path / "p_filled.csv"
+  inference.predict_file(str(out), f"csv:{new_gap}", str(gap_out), arm="joint")
+  inference.predict_file(str(out), f"csv:{new_filled}", str(filled_out), arm="joint")
+  np.testing.assert_allclose(_predicted(gap_out, "probability"), _predicted(filled_out, "probability"),
+                             rtol=0, atol=1e-7)
+  with pytest.raises(InputError, match="--impute"):
+    inference.predict_file(str(run_dir), f"csv:{new_gap}", str(tmp_path / "refused.csv"), arm="joint")
+  assert not (tmp_path / "refused.csv").exists()

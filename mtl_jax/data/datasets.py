@@ -373,9 +373,11 @@ def _cut_read_splits(config: DataConfig, source: _Source) -> tuple[dict, dict]:
 class Standardisation:
   """Float features scaled by the train split's mean and std (per last-axis feature),
   computed in float64: in float32 the variance of a column around 1e20 overflows, and
-  the column would become all zeros. A constant train column keeps std 1."""
+  the column would become all zeros. A constant train column keeps std 1. With
+  --impute, a missing (NaN) cell of new data is first filled as training filled its own."""
   mean: np.ndarray  # float64 [D]
   std: np.ndarray  # float64 [D]
+  fill: Optional[np.ndarray] = None  # float32 [D]: --impute's values; None: missing cells refused
 
   @classmethod
   def of(cls, x_train: np.ndarray) -> "Standardisation":
@@ -385,6 +387,8 @@ class Standardisation:
     return cls(x64.mean(axes), np.where(std > 0, std, 1.0))
 
   def apply(self, x: np.ndarray, split: str, dataset: str, feature_names: tuple[str, ...]) -> np.ndarray:
+    if self.fill is not None:
+      x = np.where(np.isnan(x), self.fill, x)
     with np.errstate(over="ignore"):
       scaled = ((x.astype(np.float64) - self.mean) / self.std).astype(np.float32)
     _check_standardised(scaled, split, dataset, feature_names, self.mean, self.std)
@@ -448,12 +452,14 @@ def _read(config: DataConfig) -> tuple[dict, dict, tuple[str, ...], _Source, Opt
   splits = {name: Split(s.x, s.y[:, columns]) for name, s in splits.items()}
   _check_every_task_labelled(config, splits, names)
   # Filled after the cut, so that a mean comes from the train split alone.
-  xs, filled = impute.fill({name: s.x for name, s in splits.items()}, config.impute,
-                           source.feature_names, config.dataset)
+  xs, filled, fill_values = impute.fill({name: s.x for name, s in splits.items()}, config.impute,
+                                        source.feature_names, config.dataset)
   splits = {name: Split(xs[name], s.y) for name, s in splits.items()}
   if filled:
     source = dataclasses.replace(source, notes=source.notes + (filled,))
   splits, scaling = _standardise(splits, config.dataset, source.feature_names)
+  if scaling is not None and fill_values is not None:  # kept for new data (--save_params)
+    scaling = dataclasses.replace(scaling, fill=fill_values)
   return splits, origins, names, source, scaling
 
 

@@ -17,13 +17,15 @@ IMPUTE = ("none", "mean", "zero")
 
 
 def fill(xs: dict, how: str, feature_names: Sequence[str], dataset: str
-         ) -> tuple[dict, Optional[str]]:
-  """(each split's features with NaN cells filled, a line saying what was filled or None).
-  xs: split name -> [N, D] float32, with NaN where a cell was missing."""
+         ) -> tuple[dict, Optional[str], Optional[np.ndarray]]:
+  """(each split's features with NaN cells filled, a line saying what was filled or None,
+  the fill value of each column [D] or None without --impute). xs: split name -> [N, D]
+  float32, with NaN where a cell was missing. The values are returned even when nothing
+  here was missing: new data read for predictions may have missing cells."""
+  if how == "none":
+    return xs, None, None
   missing = {name: np.isnan(x) for name, x in xs.items()}
   count = sum(int(m.sum()) for m in missing.values())
-  if how == "none" or count == 0:
-    return xs, None
   train = xs["train"]
   if how == "mean":
     empty = np.flatnonzero(np.all(missing["train"], axis=0))
@@ -34,12 +36,14 @@ def fill(xs: dict, how: str, feature_names: Sequence[str], dataset: str
     values = np.nanmean(train, axis=0).astype(train.dtype)
   else:
     values = np.zeros(train.shape[1], dtype=train.dtype)
+  if count == 0:
+    return xs, None, values
   filled = {name: np.where(missing[name], values, x) for name, x in xs.items()}
   touched = np.flatnonzero(np.any(np.stack([m.any(axis=0) for m in missing.values()]), axis=0))
   names = [_name(feature_names, j) for j in touched]
   what = "the train split's mean" if how == "mean" else "0"
   return filled, (f"imputed {count} missing feature cells in {len(names)} columns with {what} "
-                  f"(--impute={how}): {columns.describe_names(names)}")
+                  f"(--impute={how}): {columns.describe_names(names)}"), values
 
 
 def _name(feature_names: Sequence[str], j: int) -> str:

@@ -31,6 +31,9 @@ class RunColumns:
   # without the label: prefix) and label columns. Any `label:` column and the split
   # column are left out too.
   not_features: tuple[str, ...] = ()
+  # Whether a missing feature cell is read as NaN, for the run to fill as training did
+  # (--impute); otherwise it is refused as in training.
+  fills_missing: bool = False
 
   def is_not_feature(self, name: str) -> bool:
     return (name.startswith(tables.LABEL_PREFIX) or name == tables.SPLIT_COLUMN
@@ -59,7 +62,7 @@ def feature_indices(path: str, header: list[str], run: RunColumns) -> list[int]:
 def _csv_inputs(path: str, data: bytes, run: RunColumns) -> np.ndarray:
   header, cells, lines = tables._csv_cells(path, data)  # the training reader's own parse
   index = feature_indices(path, header, run)
-  return tables._parse_features(path, cells[:, index], list(run.features), lines)
+  return tables._parse_features(path, cells[:, index], list(run.features), lines, impute=run.fills_missing)
 
 
 def _arff_inputs(path: str, data: bytes, run: RunColumns) -> np.ndarray:
@@ -76,7 +79,7 @@ def _arff_inputs(path: str, data: bytes, run: RunColumns) -> np.ndarray:
       continue
     offered += names  # must all be the run's features, or labels (feature_indices)
   feature_indices(path, offered, run)
-  x = arff_table._features(parsed, tuple(used), impute=False)
+  x = arff_table._features(parsed, tuple(used), impute=run.fills_missing)
   columns = [name for j in used for name in arff_table._feature_names(parsed.attributes[j])]
   return x[:, [columns.index(name) for name in run.features]]
 
