@@ -163,6 +163,10 @@ TRAIN_STEPS = flags.DEFINE_integer(
     "train_steps", None, "Optimizer steps per run, rounded up to whole epochs; instead of "
     f"--epochs. Default: {READ_DATA_STEPS} for read data (csv/npz/arff/tfds) unless --epochs is "
     "given, else --epochs.", lower_bound=1, upper_bound=100_000_000)
+DROPOUT = flags.DEFINE_float(
+    "dropout", 0.0, "Dropout rate after every hidden layer (mlp) or conv block (cnn) while "
+    "training, for the hps and separate networks; never when selecting epochs or predicting. "
+    "0: none.", lower_bound=0.0, upper_bound=0.99)
 WEIGHT_DECAY = flags.DEFINE_float(
     "weight_decay", 0.0, "Decoupled weight decay on every parameter (--optimizer=adam becomes "
     "AdamW); 0: none.", lower_bound=0.0)
@@ -375,7 +379,8 @@ def generated_train_size() -> int | None:
 def encoder_spec() -> EncoderSpec:
   """A CSV or ARFF file holds feature vectors, not images: its encoder is the MLP unless chosen."""
   csv_default = read_kind(DATASET.value) in ("csv", "arff") and not _chosen(ENCODER)
-  return EncoderSpec("mlp" if csv_default else ENCODER.value, WIDTH.value, DEPTH.value, DTYPE.value)
+  return EncoderSpec("mlp" if csv_default else ENCODER.value, WIDTH.value, DEPTH.value, DTYPE.value,
+                     DROPOUT.value)
 
 
 def train_config() -> TrainConfig:

@@ -27,8 +27,13 @@ class EncoderSpec:
   width: int = 16  # hidden units (mlp) or channels (cnn)
   depth: int = 2  # hidden layers (mlp) or conv blocks (cnn)
   dtype: str = "float32"  # compute dtype, one of DTYPES
+  # Dropout rate after every hidden layer (mlp) or conv block (cnn) while training
+  # (Srivastava et al. 2014); never when predicting or selecting epochs. 0: none.
+  dropout: float = 0.0
 
   def __post_init__(self):
+    if not 0 <= self.dropout < 1:
+      raise InputError(f"dropout is the probability of dropping a unit, in [0, 1); got {self.dropout}")
     if self.dtype not in DTYPES:
       raise InputError(f"unknown compute dtype {self.dtype!r}; choose from {', '.join(DTYPES)}")
     if self.kind not in ENCODERS:
@@ -37,15 +42,22 @@ class EncoderSpec:
       raise InputError(f"encoder width and depth must be positive; got {self.width}, {self.depth}")
 
 
+def _dropped(h, rate: float, deterministic: bool):
+  """Dropout (inverted: kept units scaled by 1/(1 - rate)); a no-op at rate 0 or when
+  deterministic, so that the parameters and the program are those without it."""
+  return nn.Dropout(rate, deterministic=deterministic)(h) if rate else h
+
+
 class MLPEncoder(nn.Module):
   width: int
   depth: int
+  dropout: float = 0.0
 
   @nn.compact
-  def __call__(self, x_BxD):
+  def __call__(self, x_BxD, deterministic: bool = True):
     h = x_BxD.reshape(x_BxD.shape[0], -1)
     for _ in range(self.depth):
-      h = nn.relu(nn.Dense(self.width)(h))
+      h = _dropped(nn.relu(nn.Dense(self.width)(h)), self.dropout, deterministic)
     return h
 
 
@@ -70,12 +82,14 @@ class CNNEncoder(nn.Module):
   conv + 2x2 pool would, at a quarter of the convolution cost."""
   width: int
   depth: int
+  dropout: float = 0.0
 
   @nn.compact
-  def __call__(self, x_BxHxWxC):
+  def __call__(self, x_BxHxWxC, deterministic: bool = True):
     h = x_BxHxWxC
     for i in range(self.depth):
-      h = nn.relu(nn.Dense(self.width, name=f"conv{i}")(_stride2_patches(h)))
+      h = _dropped(nn.relu(nn.Dense(self.width, name=f"conv{i}")(_stride2_patches(h))), self.dropout,
+                   deterministic)
     return h.reshape(h.shape[0], -1)
 
 
@@ -85,9 +99,10 @@ class MultiTaskNet(nn.Module):
   num_tasks: int
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, deterministic: bool = True):
     encoder_cls = MLPEncoder if self.encoder.kind == "mlp" else CNNEncoder
-    features_BxF = encoder_cls(self.encoder.width, self.encoder.depth, name="encoder")(x)
+    features_BxF = encoder_cls(self.encoder.width, self.encoder.depth, self.encoder.dropout,
+                               name="encoder")(x, deterministic)
     return nn.Dense(self.num_tasks, name="heads")(features_BxF)
 
 
@@ -107,6 +122,10 @@ class Model(NamedTuple):
   # architecture has no single shared representation.
   encode: Optional[Callable[[dict, jax.Array], jax.Array]] = None
   decode: Optional[Callable[[dict, jax.Array], jax.Array]] = None
+  # The dropout rate while training (EncoderSpec.dropout). When > 0, training calls
+  # apply(params, x, dropout_key) and encode(params, x, dropout_key): a key makes the
+  # pass stochastic; without one (predicting, selecting epochs) it is deterministic.
+  dropout: float = 0.0
 
 
 # How uint8 pixels become floats, per encoder. Images stay uint8 on the device (4x
@@ -124,11 +143,19 @@ def _as_float(x, kind: str):
   return PIXEL_SCALE[kind](x.astype(jnp.float32)) if x.dtype == jnp.uint8 else x
 
 
+def _dropout_args(dropout_key) -> dict:
+  """flax's apply arguments: stochastic with a key, deterministic without."""
+  if dropout_key is None:
+    return {"deterministic": True}
+  return {"deterministic": False, "rngs": {"dropout": dropout_key}}
+
+
 def joint_model(encoder: EncoderSpec, num_tasks: int, input_shape: tuple[int, ...]) -> Model:
   """Hard parameter sharing: one shared encoder, a linear head per task."""
   net = MultiTaskNet(encoder, num_tasks)
   dummy_x = jnp.zeros((1, *input_shape), jnp.float32)
-  encoder_net = (MLPEncoder if encoder.kind == "mlp" else CNNEncoder)(encoder.width, encoder.depth)
+  encoder_net = (MLPEncoder if encoder.kind == "mlp" else CNNEncoder)(encoder.width, encoder.depth,
+                                                                        encoder.dropout)
   heads_net = nn.Dense(num_tasks)
   compute = jnp.dtype(encoder.dtype)
 
@@ -138,16 +165,18 @@ def joint_model(encoder: EncoderSpec, num_tasks: int, input_shape: tuple[int, ..
   def cast(params):  # gradients flow back through the casts to float32 params
     return params if compute == jnp.float32 else jax.tree.map(lambda p: p.astype(compute), params)
 
-  def apply(params, x):
-    return net.apply({"params": cast(params)}, _as_float(x, encoder.kind).astype(compute)).astype(jnp.float32)
+  def apply(params, x, dropout_key=None):
+    return net.apply({"params": cast(params)}, _as_float(x, encoder.kind).astype(compute),
+                     **_dropout_args(dropout_key)).astype(jnp.float32)
 
-  def encode(params, x):
-    return encoder_net.apply({"params": cast(params["encoder"])}, _as_float(x, encoder.kind).astype(compute))
+  def encode(params, x, dropout_key=None):
+    return encoder_net.apply({"params": cast(params["encoder"])}, _as_float(x, encoder.kind).astype(compute),
+                             **_dropout_args(dropout_key))
 
   def decode(params, features_BxF):
     return heads_net.apply({"params": cast(params["heads"])}, features_BxF).astype(jnp.float32)
 
-  return Model(init, apply, shared=("encoder",), encode=encode, decode=decode)
+  return Model(init, apply, shared=("encoder",), encode=encode, decode=decode, dropout=encoder.dropout)
 
 
 def separate_models(encoder: EncoderSpec, num_tasks: int, input_shape: tuple[int, ...]) -> Model:
@@ -238,6 +267,10 @@ def _checked_options(arch: str, options) -> dict:
   return checked
 
 
+# The architectures whose encoders take --dropout (the soft-sharing ones build their
+# own blocks, which do not).
+DROPOUT_ARCHS = ("hps", "separate")
+
 # Experiment arms that are not architectures train the joint architecture (--arch).
 SEPARATE_ARM = "separate"
 
@@ -248,6 +281,9 @@ def build_model(arch: str, encoder: EncoderSpec, num_tasks: int, input_shape,
   (sizes such as the number of experts), its defaults where absent."""
   if arch not in MODELS:
     raise InputError(f"unknown architecture {arch!r}; choose from {', '.join(MODELS)}")
+  if encoder.dropout and arch not in DROPOUT_ARCHS:
+    raise InputError(f"--dropout applies to {' and '.join(DROPOUT_ARCHS)} networks; the {arch} "
+                     "architecture does not take it (use --dropout=0)")
   if encoder.kind == "cnn" and len(input_shape) != 3:
     raise InputError(f"the cnn encoder needs images [height, width, channels]; this data has "
                      f"inputs of shape {tuple(input_shape)}: use --encoder=mlp")

@@ -67,6 +67,8 @@ class RunConfig:
                 "results_version": RESULTS_VERSION}
     if self.threshold == thresholds.DEFAULT_PROBABILITY:
       del identity["threshold"]  # a default run keeps the hash it had before thresholds existed
+    if not self.encoder.dropout:
+      del identity["encoder"]["dropout"]  # likewise before dropout
     return config_hash(identity)
 
 
