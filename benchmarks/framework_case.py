@@ -243,7 +243,7 @@ def measure() -> dict:
     x, y = _data(TASKS.value, STEPS.value * BATCH, FRAMEWORK.value == "jax")
     row.update(jax_row(x, y, depth) if FRAMEWORK.value == "jax" else torch_row(x, y, depth))
   except Unavailable as e:
-    row.update(ms_per_step=None, error=str(e))
+    row.update(ms_per_step=None, error=str(e), unavailable=True)
   except Exception as e:  # noqa: BLE001 -- a failing case is a row, not a crash of the whole table
     traceback.print_exc()  # the whole story on stderr; the row gets its first line
     first_line = (str(e).strip().splitlines() or [""])[0]
