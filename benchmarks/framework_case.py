@@ -43,6 +43,7 @@ from absl import app, flags
 
 # Run as a script (by own_process, or by hand): the package is the checkout above this file.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import torch_reference  # noqa: E402 (after the path it needs)
 
 FRAMEWORK = flags.DEFINE_enum("framework", "jax", ["jax", "torch_eager", "torch_compile"], "Which framework.")
 CASE = flags.DEFINE_enum("case", "joint", ["joint", "separate"], "One joint network, or T separate ones.")
@@ -126,7 +127,7 @@ def _jax_models(spec, x, y) -> list[tuple]:
   # vmap stays vmap whatever the default becomes.
   has_in_turn = "nets_in_turn" in inspect.signature(separate_models).parameters
   if STRATEGY.value == "in_turn" and not has_in_turn:
-    raise Unavailable("strategy in_turn unavailable: mtl_jax.models.separate_models has no nets_in_turn")
+    raise Unavailable("unavailable (separate_models has no nets_in_turn)")
   options = {"nets_in_turn": STRATEGY.value == "in_turn"} if has_in_turn else {}
   return [(separate_models(spec, num_tasks, shape, **options), y)]
 
@@ -134,7 +135,8 @@ def _jax_models(spec, x, y) -> list[tuple]:
 def jax_row(x, y, depth: int) -> dict:
   import jax
   from mtl_jax.models import EncoderSpec
-  runs = [_jax_train(model, x, labels) for model, labels in _jax_models(EncoderSpec(ENCODER.value, WIDTH.value, depth), x, y)]
+  spec = EncoderSpec(ENCODER.value, WIDTH.value, depth)
+  runs = [_jax_train(model, x, labels) for model, labels in _jax_models(spec, x, y)]
   repeat_s = list(np.sum([r[0] for r in runs], axis=0))  # the loop: the T networks' repeats, summed
   return {**_summary(repeat_s, STEPS.value), "warmup_s": sum(r[1] for r in runs),
           "compile_s": sum(r[2] for r in runs), "threads": _threads_common(),
@@ -168,11 +170,11 @@ def _torch_tensors(x: np.ndarray, y: np.ndarray):
 def _torch_trainers(input_shape: tuple[int, ...], num_tasks: int, depth: int):
   """(network, label columns, Adam) per network: one joint network, or T single-task ones."""
   import torch
-  from benchmarks.torch_reference import network
+  network = lambda tasks: torch_reference.network(ENCODER.value, WIDTH.value, depth, tasks, input_shape)
   if CASE.value == "joint":
-    nets = [(network(ENCODER.value, WIDTH.value, depth, num_tasks, input_shape), slice(None))]
+    nets = [(network(num_tasks), slice(None))]
   else:
-    nets = [(network(ENCODER.value, WIDTH.value, depth, 1, input_shape), slice(j, j + 1)) for j in range(num_tasks)]
+    nets = [(network(1), slice(j, j + 1)) for j in range(num_tasks)]
   if CHANNELS_LAST.value and ENCODER.value == "cnn":
     nets = [(net.to(memory_format=torch.channels_last), columns) for net, columns in nets]
   return [(net, columns, torch.optim.Adam(net.parameters(), lr=LEARNING_RATE)) for net, columns in nets]
@@ -180,10 +182,9 @@ def _torch_trainers(input_shape: tuple[int, ...], num_tasks: int, depth: int):
 
 def _torch_loss_fn(compiled: bool):
   import torch
-  from benchmarks.torch_reference import masked_logistic_loss
 
   def loss(net, xb, yb):
-    return masked_logistic_loss(net(xb), yb)
+    return torch_reference.masked_logistic_loss(net(xb), yb)
   # One compiled function for every network: PyTorch traces the modules' parameters as
   # inputs, so the T same-shaped separate networks share one compiled graph.
   return torch.compile(loss, dynamic=False) if compiled else loss
@@ -235,11 +236,8 @@ def measure() -> dict:
          # several-fold when the cores they spin on are busy.
          "load_average_at_start": os.getloadavg()[0]}
   try:
-    if FRAMEWORK.value != "jax":
-      try:
-        import torch  # noqa: F401
-      except ImportError:
-        raise Unavailable("torch not installed")
+    if FRAMEWORK.value != "jax" and not torch_reference.available():
+      raise Unavailable("torch not installed")
     x, y = _data(TASKS.value, STEPS.value * BATCH, FRAMEWORK.value == "jax")
     row.update(jax_row(x, y, depth) if FRAMEWORK.value == "jax" else torch_row(x, y, depth))
   except Unavailable as e:

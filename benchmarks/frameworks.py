@@ -62,7 +62,8 @@ def run_arm(case: dict, arm: str, steps: int, repeats: int, data: str, timeout: 
   framework, _, strategy = arm.partition(":")
   flags = [f"--framework={framework}", f"--case={case['case']}", f"--encoder={case['encoder']}",
            f"--width={case['width']}", f"--depth={DEPTH[case['encoder']]}", f"--tasks={case['tasks']}",
-           f"--steps={steps}", f"--repeats={repeats}", f"--data={data}"] + ([f"--strategy={strategy}"] if strategy else [])
+           f"--steps={steps}", f"--repeats={repeats}", f"--data={data}"]
+  flags += [f"--strategy={strategy}"] if strategy else []
   try:
     return own_process.run_case(SCRIPT, flags, ROOT, timeout=timeout)
   except (RuntimeError, ValueError, subprocess.TimeoutExpired) as e:
@@ -159,7 +160,7 @@ def tables(rows: list[dict], quick: bool) -> str:
                f"| {time_cell(s['torch_compile'])} | {ratio_cell(s['torch_eager'], s['jax'])} "
                f"| {ratio_cell(s['torch_compile'], s['jax'])} | {_compile_seconds(runs, key)} |")
   out += ["", "| T separate networks | JAX vmap | JAX loop | JAX in_turn | loop / vmap | loop / in_turn "
-          "| PyTorch eager | torch.compile | eager / best JAX | compile / best JAX |", "|---|---|---|---|---|---|---|---|---|---|"]
+          "| PyTorch eager | torch.compile | eager / best JAX | compile / best JAX |", "|---" * 10 + "|"]
   for case in (c for c in cases(quick) if c["case"] == "separate"):
     key = tuple(case.values())
     s = {arm: summarize(runs.get((*key, arm), [])) for arm in arms(case)}

@@ -24,7 +24,7 @@ def scenes(tmp_path_factory):
 
 def _check_row(row: dict, framework: str) -> None:
   assert "error" not in row, row.get("error")
-  assert (row["framework"], row["case"], row["encoder"], row["width"], row["tasks"]) == (framework, "joint", "mlp", 8, 2)
+  assert [row[k] for k in ("framework", "case", "encoder", "width", "tasks")] == [framework, "joint", "mlp", 8, 2]
   assert len(row["repeat_ms"]) == 2 and all(t > 0 for t in row["repeat_ms"])
   assert min(row["repeat_ms"]) <= row["ms_per_step"] <= max(row["repeat_ms"])
   assert row["warmup_s"] >= row["compile_s"] >= 0
