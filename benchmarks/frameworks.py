@@ -12,7 +12,7 @@ frameworks alternate over rounds (forward, then reversed), so a burst of other l
 slows one round rather than one framework; each is reported as its best round, with
 the spread between rounds (worst / best - 1).
 
-A ratio (a time over a time: > 1 means the framework below the bar is faster) is
+A ratio (a time over a time: > 1 means the denominator is faster) is
 printed only from measurements that look sound. It reads "unreliable (reason)" when a
 case failed, when its rounds disagree by more than ROUNDS_DISAGREE, or when the timed
 repeats of one run spread beyond REPEATS_SPREAD (max / median): a bimodal step or a
