@@ -75,10 +75,10 @@ def write_data(path: str, num: int) -> None:
   np.savez(path, x=x, y=y)
 
 
-def _data(num_tasks: int, num: int, in_this_process: bool) -> tuple[np.ndarray, np.ndarray]:
+def _data(num_tasks: int, num: int, in_this_process: bool, scratch: str) -> tuple[np.ndarray, np.ndarray]:
   """The scenes, rendered here only for JAX: the renderer is JAX, and its thread pool has
   no business in a PyTorch process, so PyTorch gets them from a child process."""
-  path = DATA.value or os.path.join(tempfile.mkdtemp(), "scenes.npz")
+  path = DATA.value or os.path.join(scratch, "scenes.npz")
   if not os.path.exists(path):
     if in_this_process:
       write_data(path, num)
@@ -127,7 +127,7 @@ def _jax_models(spec, x, y) -> list[tuple]:
   # vmap stays vmap whatever the default becomes.
   has_in_turn = "nets_in_turn" in inspect.signature(separate_models).parameters
   if STRATEGY.value == "in_turn" and not has_in_turn:
-    raise Unavailable("unavailable (separate_models has no nets_in_turn)")
+    raise Unavailable("unavailable (no nets_in_turn)")
   options = {"nets_in_turn": STRATEGY.value == "in_turn"} if has_in_turn else {}
   return [(separate_models(spec, num_tasks, shape, **options), y)]
 
@@ -153,6 +153,7 @@ def _torch_setup() -> dict:
   torch.manual_seed(0)
   return {**_threads_common(), "torch_threads": torch.get_num_threads(),
           "torch_interop_threads": torch.get_num_interop_threads(), "flush_denormal": True,
+          "inductor_cache": "fresh",
           "channels_last": CHANNELS_LAST.value and ENCODER.value == "cnn"}
 
 
@@ -226,7 +227,8 @@ def torch_row(x, y, depth: int) -> dict:
 
 # --- the row -------------------------------------------------------------------------
 
-def measure() -> dict:
+def measure(scratch: str) -> dict:
+  """The row of the case the flags name; `scratch` is a folder removed afterwards."""
   depth = DEPTH.value or DEFAULT_DEPTH[ENCODER.value]
   row = {"framework": FRAMEWORK.value, "case": CASE.value, "encoder": ENCODER.value, "width": WIDTH.value,
          "depth": depth, "tasks": TASKS.value, "strategy": STRATEGY.value if FRAMEWORK.value == "jax" else None,
@@ -236,9 +238,13 @@ def measure() -> dict:
          # several-fold when the cores they spin on are busy.
          "load_average_at_start": os.getloadavg()[0]}
   try:
+    if FRAMEWORK.value != "jax":
+      # Set before torch is imported. A fresh inductor cache: torch.compile's compile time
+      # is a first run's, as JAX's is (no persistent cache), not a hit from an earlier case.
+      os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(scratch, "inductor")
     if FRAMEWORK.value != "jax" and not torch_reference.available():
       raise Unavailable("torch not installed")
-    x, y = _data(TASKS.value, STEPS.value * BATCH, FRAMEWORK.value == "jax")
+    x, y = _data(TASKS.value, STEPS.value * BATCH, FRAMEWORK.value == "jax", scratch)
     row.update(jax_row(x, y, depth) if FRAMEWORK.value == "jax" else torch_row(x, y, depth))
   except Unavailable as e:
     row.update(ms_per_step=None, error=str(e), unavailable=True)
@@ -255,7 +261,9 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)  # no start-up chatter about absent TPU plugins
   if WRITE_DATA.value:
     return write_data(WRITE_DATA.value, STEPS.value * BATCH)
-  print(json.dumps(measure()), flush=True)
+  with tempfile.TemporaryDirectory(prefix="framework_case_") as scratch:
+    row = measure(scratch)
+  print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":
