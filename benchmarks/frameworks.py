@@ -15,8 +15,9 @@ the spread between rounds (worst / best - 1).
 A ratio (a time over a time: > 1 means the denominator is faster) is
 printed only from measurements that look sound. It reads "unreliable (reason)" when a
 case failed, when its rounds disagree by more than ROUNDS_DISAGREE, or when the timed
-repeats of one run spread beyond REPEATS_SPREAD (max / median): a bimodal step or a
-machine busy with other work, which a best-of cannot be trusted to have escaped.
+repeats of one run spread beyond REPEATS_SPREAD (max / median), or when a run started
+on a machine busy with other work (load average above the cores + BUSY_LOAD_ABOVE_CORES):
+a bimodal step or other people's work, which a best-of cannot be trusted to have escaped.
 --quick (2 joint cases, 2 separate at T = 4, fewer steps, 1 round) is a smoke check only.
 """
 import argparse
@@ -35,6 +36,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "benchmarks", "framework_case.py")
 ROUNDS_DISAGREE = 0.30  # best and worst round differ by more: unreliable
 REPEATS_SPREAD = 2.0  # slowest timed repeat over the median of its run, above: unreliable
+# A run that started with the load average above the cores plus one shared the machine
+# with other work (one run of ours alone reaches about the number of cores): unreliable.
+# PyTorch's OpenMP threads slowed 4x under such load in a smoke run, JAX's hardly.
+BUSY_LOAD_ABOVE_CORES = 1.0
 JOINT = [("cnn", w) for w in (4, 8, 16, 32, 64)] + [("mlp", w) for w in (64, 128, 256, 512)]
 SEPARATE = [(kind, width, tasks) for kind, width in (("cnn", 16), ("mlp", 256)) for tasks in (4, 16, 40)]
 QUICK_JOINT, QUICK_SEPARATE = [("cnn", 16), ("mlp", 256)], [("cnn", 16, 4), ("mlp", 256, 4)]
@@ -76,16 +81,17 @@ def measure(quick: bool = False, rounds: Optional[int] = None, timeout: float = 
   with its arm and round."""
   rounds = rounds or (1 if quick else 2)
   steps, repeats = (8, 3) if quick else (16, 5)
-  data = os.path.join(tempfile.mkdtemp(prefix="frameworks_"), "scenes.npz")
-  subprocess.run([sys.executable, SCRIPT, f"--write_data={data}", f"--steps={steps}"], check=True, cwd=ROOT)
   rows = []
-  for case in cases(quick):
-    for r in range(rounds):
-      for arm in arms(case) if r % 2 == 0 else arms(case)[::-1]:
-        row = {**run_arm(case, arm, steps, repeats, data, timeout), "arm": arm, "round": r + 1}
-        rows.append(row)
-        print(f"  round {r + 1} {case_name(case)} {arm}: "
-              f"{row.get('error') or format(row['ms_per_step'], '.2f') + ' ms/step'}", flush=True)
+  with tempfile.TemporaryDirectory(prefix="frameworks_") as scratch:
+    data = os.path.join(scratch, "scenes.npz")  # rendered once, read by every run
+    subprocess.run([sys.executable, SCRIPT, f"--write_data={data}", f"--steps={steps}"], check=True, cwd=ROOT)
+    for case in cases(quick):
+      for r in range(rounds):
+        for arm in arms(case) if r % 2 == 0 else arms(case)[::-1]:
+          row = {**run_arm(case, arm, steps, repeats, data, timeout), "arm": arm, "round": r + 1}
+          rows.append(row)
+          print(f"  round {r + 1} {case_name(case)} {arm}: "
+                f"{row.get('error') or format(row['ms_per_step'], '.2f') + ' ms/step'}", flush=True)
   return rows
 
 
@@ -108,8 +114,11 @@ def summarize(runs: list[dict]) -> dict:
   times = [r["ms_per_step"] for r in runs]
   best, spread = min(times), max(times) / min(times) - 1
   worst_repeats = max(max(r["repeat_ms"]) / float(np.median(r["repeat_ms"])) for r in runs)
+  load = max(r.get("load_average_at_start", 0) for r in runs)
   problem = None
-  if worst_repeats > REPEATS_SPREAD:
+  if load > (os.cpu_count() or 1) + BUSY_LOAD_ABOVE_CORES:
+    problem = f"machine busy: load {load:.1f} on {os.cpu_count()} cores"
+  elif worst_repeats > REPEATS_SPREAD:
     problem = f"timed repeats spread: max/median {worst_repeats:.1f}"
   elif spread > ROUNDS_DISAGREE:
     problem = f"rounds disagree by {100 * spread:.0f}%"

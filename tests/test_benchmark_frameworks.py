@@ -68,6 +68,12 @@ def test_spread_repeats_are_unreliable_even_in_one_round():
   assert frameworks.ratio_cell(frameworks.summarize([_run(5.0)]), bimodal).startswith("unreliable (timed repeats")
 
 
+def test_runs_on_a_busy_machine_are_unreliable():
+  busy = frameworks.summarize([{**_run(10.0), "load_average_at_start": os.cpu_count() + 3.5}])
+  assert busy["problem"] == f"machine busy: load {os.cpu_count() + 3.5:.1f} on {os.cpu_count()} cores"
+  assert frameworks.summarize([{**_run(10.0), "load_average_at_start": 0.5}])["problem"] is None
+
+
 def test_failed_and_unavailable_cases():
   failed = frameworks.summarize([{"ms_per_step": None, "error": "TorchRuntimeError: no compiler"}])
   assert frameworks.time_cell(failed) == "unreliable (failed: TorchRuntimeError: no compiler)"
