@@ -1,13 +1,15 @@
-"""The benchmark suite: training throughput of joint and separate networks next to an
-equivalent PyTorch eager loop in the same process, and the other costs a user meets.
+"""The benchmark suite: the speed a user would see of this package's training, against
+PyTorch eager and torch.compile, and the other costs a user meets.
 
   python -m benchmarks.run [--quick] [--json=benchmarks.json] [--launch]
 
 Prints one table per question and writes every row to --json:
-  joint      examples/s of one joint network per encoder and width of the size sweep,
-             JAX (jit, epoch = lax.scan) vs PyTorch eager, and the JAX compile time;
-  separate   T single-task networks as one vmapped program vs a Python loop over the
-             same T networks (JAX), and vs PyTorch training them in a loop;
+  frameworks  ms per step of one joint network per encoder and width of the size sweep,
+             and of T = 4, 16, 40 separate networks (JAX vmapped, a loop over the T
+             networks, and in turn where the package has it), in JAX, PyTorch eager and
+             torch.compile: every framework and case in its own fresh process, alternated
+             over rounds, best of rounds with their spread, and no ratio printed from a
+             measurement that looks pathological (benchmarks/frameworks.py);
   tasks      the joint step's cost as T grows from 4 to 40;
   seeds      three seeds in one program, vmapped vs in turn;
   micro_batch  CNN steps with the gradient over the whole batch vs over micro-batches;
@@ -16,8 +18,9 @@ Prints one table per question and writes every row to --json:
   data       scenes generated per second;
   memory     peak host RSS (and device memory where the backend reports it);
   launch     wall time of `python launch.py` with no flags (only with --launch).
-Ratios are taken within one run, side by side, because this machine is shared and noisy.
-Only one seed is trained, so that both frameworks train exactly one model per network.
+The JAX-only tables run in this process; their ratios are taken within one run, side
+by side, because a shared machine is noisy. Only one seed is trained in the framework
+table, so that every framework trains exactly one model per network.
 """
 import json
 import os
@@ -26,13 +29,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Optional
 
 import jax
 import numpy as np
 from absl import app, flags, logging
 
-from benchmarks import torch_reference
+from benchmarks import frameworks
 from mtl_jax.data import driving
 from mtl_jax.losses import masked_logistic_loss
 from mtl_jax.models import DTYPES, EncoderSpec, joint_model, make_model
@@ -40,7 +42,7 @@ from mtl_jax.provenance import provenance
 from mtl_jax.micro_batch import choose_micro_batch
 from mtl_jax.train import TrainConfig, train
 
-QUICK = flags.DEFINE_bool("quick", False, "Fewer widths and steps: a check in about 2 minutes.")
+QUICK = flags.DEFINE_bool("quick", False, "Fewer widths and steps, one round: a smoke check of a few minutes.")
 JSON = flags.DEFINE_string("json", "benchmarks.json", "Where to write every row.")
 LAUNCH = flags.DEFINE_bool("launch", False, "Also time `python launch.py` with no flags (about 2.5 min).")
 BATCH = 128
@@ -57,73 +59,25 @@ def _data(num: int, num_tasks: int):
 
 
 def _jax_seconds_per_step(model, x, y, epochs: int, seeds=(0,), seeds_in_turn=None,
-                          micro_batch=None, between_epochs=None) -> tuple[float, float]:
+                          micro_batch=None) -> tuple[float, float]:
   """Median over epochs after the first (which pays for warming up the executable), per
-  step, and the compile time. Each epoch is one lax.scan, timed to its one host sync.
-  `between_epochs()` runs after every epoch, outside the timing: a reference measured
-  there samples the same moments of this shared machine as the JAX epochs do."""
-  starts, ends = [None], []
-
-  def log(epoch, loss):
-    ends.append(time.perf_counter())
-    if between_epochs:
-      between_epochs()
-    starts.append(time.perf_counter())
-
-  result = train(model, x, y, list(seeds), TrainConfig(batch_size=BATCH, epochs=epochs), log=log,
+  step, and the compile time. Each epoch is one lax.scan, timed to its one host sync."""
+  ends = []
+  result = train(model, x, y, list(seeds), TrainConfig(batch_size=BATCH, epochs=epochs),
+                 log=lambda epoch, loss: ends.append(time.perf_counter()),
                  seeds_in_turn=seeds_in_turn, micro_batch=micro_batch)
   steps_per_epoch = result.steps // epochs
-  epoch_seconds = [end - start for start, end in zip(starts[1:], ends[1:])]
-  return float(np.median(epoch_seconds)) / steps_per_epoch, result.compile_seconds
+  return float(np.median(np.diff(ends))) / steps_per_epoch, result.compile_seconds
 
 
-def _interleaved(model, x, y, epochs: int, torch_stepper, torch_steps: int) -> tuple[float, float, Optional[float]]:
-  """JAX seconds per step, its compile time, and PyTorch seconds per step (None without
-  torch), with `torch_steps` PyTorch steps spread over the gaps between JAX epochs."""
-  torch_times = []
-  between = torch_stepper and (lambda: torch_times.extend(torch_stepper(-(-torch_steps // epochs))))
-  jax_s, compile_s = _jax_seconds_per_step(model, x, y, epochs, between_epochs=between)
-  return jax_s, compile_s, float(np.median(torch_times)) if torch_times else None
-
-
-def joint_rows(x, y, epochs: int, torch_steps: int) -> list[dict]:
-  rows = []
-  for kind, widths in WIDTHS.items():
-    for width in widths[1::2] if QUICK.value else widths:
-      spec = EncoderSpec(kind, width, DEPTH[kind])
-      stepper = torch_reference.available() and torch_reference.joint_stepper(kind, width, spec.depth, x, y, BATCH)
-      jax_s, compile_s, torch_s = _interleaved(joint_model(spec, y.shape[1], x.shape[1:]), x, y, epochs,
-                                               stepper, torch_steps)
-      row = dict(table="joint", encoder=kind, width=width, depth=spec.depth, tasks=y.shape[1],
-                 jax_examples_per_s=round(BATCH / jax_s), jax_compile_s=round(compile_s, 2))
-      if torch_s:
-        row.update(torch_examples_per_s=round(BATCH / torch_s), jax_over_torch=round(torch_s / jax_s, 2))
-      rows.append(row)
-      _print(row)
-  return rows
-
-
-def separate_rows(x, y_all, epochs: int, torch_steps: int) -> list[dict]:
-  rows = []
-  for kind, width in (("cnn", 16), ("mlp", 256)):
-    spec = EncoderSpec(kind, width, DEPTH[kind])
-    for num_tasks in (4,) if QUICK.value else (4, 16, 40):
-      y = y_all[:, :num_tasks]
-      stepper = torch_reference.available() and torch_reference.separate_stepper(kind, width, spec.depth, x, y, BATCH)
-      vmapped_s, compile_s, torch_s = _interleaved(make_model("separate", spec, num_tasks, x.shape[1:]), x, y,
-                                                   epochs, stepper, torch_steps)
-      single = joint_model(spec, 1, x.shape[1:])
-      loop_s = sum(_jax_seconds_per_step(single, x, y[:, j:j + 1], epochs)[0] for j in range(num_tasks))
-      row = dict(table="separate", encoder=kind, width=width, depth=spec.depth, tasks=num_tasks,
-                 jax_vmapped_examples_per_s=round(BATCH / vmapped_s),
-                 jax_loop_examples_per_s=round(BATCH / loop_s),
-                 vmapped_over_loop=round(loop_s / vmapped_s, 2), jax_compile_s=round(compile_s, 2))
-      if torch_s:
-        row.update(torch_loop_examples_per_s=round(BATCH / torch_s),
-                   jax_over_torch=round(torch_s / vmapped_s, 2))
-      rows.append(row)
-      _print(row)
-  return rows
+def framework_rows() -> list[dict]:
+  """The joint and separate networks in JAX, PyTorch eager and torch.compile, each run in
+  its own process (benchmarks/frameworks.py): in this process PyTorch's OpenMP threads
+  and XLA's would fight over the cores, which made PyTorch up to 100x slower."""
+  rounds = 1 if QUICK.value else 2
+  rows = frameworks.measure(QUICK.value, rounds)
+  print("\n" + frameworks.header(rows, rounds) + "\n\n" + frameworks.tables(rows, QUICK.value), flush=True)
+  return [{"table": "frameworks", **row} for row in rows]
 
 
 def task_rows(x, y_all, epochs: int) -> list[dict]:
@@ -245,15 +199,13 @@ def _print(row: dict) -> None:
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  epochs, torch_steps = (4, 12) if QUICK.value else (6, 30)
+  epochs = 4 if QUICK.value else 6
   x, y_all = _data(NUM_SCENES, 40)
   y4 = y_all[:, :4]
   print(f"{provenance()['device']}, jax {jax.__version__}, batch {BATCH}, {NUM_SCENES} training scenes "
-        f"32x32, Adam; PyTorch reference: "
-        f"{'torch ' + __import__('torch').__version__ if torch_reference.available() else 'not installed (pip install torch==2.13.0)'}")
+        f"32x32, Adam")
   rows = []
-  for title, measure in [("joint network, one seed", lambda: joint_rows(x, y4, epochs, torch_steps)),
-                         ("separate networks", lambda: separate_rows(x, y_all, epochs, torch_steps)),
+  for title, measure in [("JAX, PyTorch eager and torch.compile, each in its own process", framework_rows),
                          ("joint step as T grows", lambda: task_rows(x, y_all, epochs)),
                          ("3 seeds in one program", lambda: seed_rows(x, y4, epochs)),
                          ("micro-batches (CPU default) vs the whole batch", lambda: micro_batch_rows(x, y4, epochs)),

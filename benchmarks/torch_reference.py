@@ -1,12 +1,11 @@
-"""The same networks, loss and optimizer in plain PyTorch eager, for a fair ratio.
+"""The same networks and loss in plain PyTorch, for benchmarks/framework_case.py's
+PyTorch rows and benchmarks/torchjd_compare.py.
 
 Optional: needs `pip install torch==2.13.0` (CPU). The CNN mirrors models.CNNEncoder:
 3x3 stride-2 convolutions whose 'SAME' padding adds one row and column at the bottom
 and right of an even-sized input, then ReLU; the MLP mirrors MLPEncoder; one linear
 head per task. The loss is the masked logistic J, divided by the batch size.
 """
-import time
-
 import numpy as np
 
 
@@ -59,42 +58,3 @@ def _batches(x: np.ndarray, y: np.ndarray, batch_size: int, steps: int, seed: in
   picks = [rng.choice(len(x), batch_size, replace=False) for _ in range(steps)]
   return [(torch.from_numpy(np.ascontiguousarray(x[p])), torch.from_numpy(y[p].astype(np.float32)))
           for p in picks]
-
-
-def stepper(networks_and_tasks, x, y, batch_size: int, warmup: int = 3):
-  """A function `run(n)` that trains every (network, task columns) pair for n more
-  steps, each with its own Adam, one after another as a Python loop would train
-  them, and returns the seconds of each step. Batches are made up front and cycled."""
-  import torch
-  torch.manual_seed(0)
-  trainers = [(net, columns, torch.optim.Adam(net.parameters(), lr=3e-3))
-              for net, columns in networks_and_tasks]
-  batches = _batches(x, y, batch_size, 16)
-  done = 0
-
-  def run(steps: int) -> list[float]:
-    nonlocal done
-    times = []
-    for _ in range(steps):
-      xb, yb = batches[done % len(batches)]
-      start = time.perf_counter()
-      for net, columns, optimizer in trainers:
-        optimizer.zero_grad(set_to_none=True)
-        masked_logistic_loss(net(xb), yb[:, columns]).backward()
-        optimizer.step()
-      times.append(time.perf_counter() - start)
-      done += 1
-    return times
-
-  run(warmup)
-  return run
-
-
-def joint_stepper(kind, width, depth, x, y, batch_size):
-  return stepper([(network(kind, width, depth, y.shape[1], x.shape[1:]), list(range(y.shape[1])))],
-                 x, y, batch_size)
-
-
-def separate_stepper(kind, width, depth, x, y, batch_size):
-  return stepper([(network(kind, width, depth, 1, x.shape[1:]), [j]) for j in range(y.shape[1])],
-                 x, y, batch_size)
