@@ -165,7 +165,8 @@ def summarize(settings: Settings, groups: Groups, done: dict[str, dict]) -> Summ
     rows += summarize_arms(records_by_arm, records_by_arm["joint"][0]["task_names"], keys={"dataset": name})
   encoder = settings.encoder
   splits = "resampled splits" if settings.resampled else "standard splits"
-  return Summary(rows, f"{len(settings.sets)} multi-label sets, {splits}: {encoder.kind} width "
+  sets = f"{len(settings.sets)} multi-label set{'s' * (len(settings.sets) != 1)}"
+  return Summary(rows, f"{sets}, {splits}: {encoder.kind} width "
                        f"{encoder.width} depth {encoder.depth}, 95% CI over {rows[0]['interval']}")
 
 

@@ -94,16 +94,23 @@ class CNNEncoder(nn.Module):
 
 
 class MultiTaskNet(nn.Module):
-  """Encoder features -> T linear heads, one logit each (stored as one [F, T] kernel)."""
-  encoder: EncoderSpec
+  """Encoder features -> T linear heads, one logit each (stored as one [F, T] kernel).
+  `encode` is the encoder alone under the same module path, so that a dropout key
+  draws the same masks whether the net runs whole or split at the representation."""
+  encoder_spec: EncoderSpec
   num_tasks: int
 
-  @nn.compact
+  def setup(self):
+    spec = self.encoder_spec
+    encoder_cls = MLPEncoder if spec.kind == "mlp" else CNNEncoder
+    self.encoder = encoder_cls(spec.width, spec.depth, spec.dropout)
+    self.heads = nn.Dense(self.num_tasks)
+
   def __call__(self, x, deterministic: bool = True):
-    encoder_cls = MLPEncoder if self.encoder.kind == "mlp" else CNNEncoder
-    features_BxF = encoder_cls(self.encoder.width, self.encoder.depth, self.encoder.dropout,
-                               name="encoder")(x, deterministic)
-    return nn.Dense(self.num_tasks, name="heads")(features_BxF)
+    return self.heads(self.encode(x, deterministic))
+
+  def encode(self, x, deterministic: bool = True):
+    return self.encoder(x, deterministic)
 
 
 class Model(NamedTuple):
@@ -154,8 +161,6 @@ def joint_model(encoder: EncoderSpec, num_tasks: int, input_shape: tuple[int, ..
   """Hard parameter sharing: one shared encoder, a linear head per task."""
   net = MultiTaskNet(encoder, num_tasks)
   dummy_x = jnp.zeros((1, *input_shape), jnp.float32)
-  encoder_net = (MLPEncoder if encoder.kind == "mlp" else CNNEncoder)(encoder.width, encoder.depth,
-                                                                        encoder.dropout)
   heads_net = nn.Dense(num_tasks)
   compute = jnp.dtype(encoder.dtype)
 
@@ -170,8 +175,8 @@ def joint_model(encoder: EncoderSpec, num_tasks: int, input_shape: tuple[int, ..
                      **_dropout_args(dropout_key)).astype(jnp.float32)
 
   def encode(params, x, dropout_key=None):
-    return encoder_net.apply({"params": cast(params["encoder"])}, _as_float(x, encoder.kind).astype(compute),
-                             **_dropout_args(dropout_key))
+    return net.apply({"params": cast(params)}, _as_float(x, encoder.kind).astype(compute),
+                     method=MultiTaskNet.encode, **_dropout_args(dropout_key))
 
   def decode(params, features_BxF):
     return heads_net.apply({"params": cast(params["heads"])}, features_BxF).astype(jnp.float32)

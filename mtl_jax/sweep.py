@@ -31,7 +31,8 @@ def describe(config: RunConfig) -> str:
   e, d = config.encoder, config.data
   arm = config.arm + (f" {config.arch}" if config.arch not in ("hps", config.arm) else "")
   arm += f" {config.train.method}" if config.train.method != DEFAULT_METHOD else ""
-  parts = [f"{arm} {e.kind} w{e.width} d{e.depth}" + (f" {e.dtype}" if e.dtype != "float32" else ""),
+  parts = [f"{arm} {e.kind} w{e.width} d{e.depth}" + (f" {e.dtype}" if e.dtype != "float32" else "")
+           + (f" dropout {e.dropout:g}" if e.dropout else ""),
            f"{d.missing_frac:.0%} missing" if d.missing_frac or d.dataset in GENERATED else "own missing labels"]
   if d.label_handling != "mask":
     parts[-1] += f" ({d.label_handling.replace('_', ' ')})"

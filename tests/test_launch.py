@@ -22,7 +22,7 @@ def test_default_experiment_writes_results_summary_and_plot(tmp_path):
   assert sorted((r["config"]["arm"], r["config"]["seed"]) for r in records) == [
       ("joint", 0), ("joint", 1), ("separate", 0), ("separate", 1)]
   config = records[0]["config"]
-  assert config["encoder"] == {"kind": "cnn", "width": 4, "depth": 3, "dtype": "float32"}
+  assert config["encoder"] == {"kind": "cnn", "width": 4, "depth": 3, "dtype": "float32", "dropout": 0.0}
   assert config["train"]["epochs"] == 2 and config["data"]["num_train"] == 96
   assert records[0]["task_names"] == ["pedestrian", "car", "stop_sign", "traffic_light"]
   for r in records:
