@@ -1,7 +1,7 @@
 """JAX (this package's `train`) against PyTorch eager and torch.compile, each framework
 in its own fresh process, as a user running one of them would see it.
 
-  python -m benchmarks.frameworks [--quick] [--rounds=2] [--json=frameworks.json]
+  python -m benchmarks.frameworks [--quick] [--rounds=2] [--json=frameworks.json] [--cases=joint-cnn-8,...]
 
 Cases: one joint network (CNN widths 4-64 depth 3, MLP widths 64-512 depth 2, T = 4) and
 T = 4, 16, 40 separate networks (CNN width 16, MLP width 256); for separate networks
@@ -49,10 +49,21 @@ TORCH = ("torch_eager", "torch_compile")
 JAX_STRATEGIES = ("vmap", "loop", "in_turn")
 
 
-def cases(quick: bool) -> list[dict]:
+def case_id(case: dict) -> str:
+  """'joint-cnn-8' or 'separate-mlp-256-16', as --cases names it."""
+  return "-".join([case["case"], case["encoder"], str(case["width"])]
+                  + ([str(case["tasks"])] if case["case"] == "separate" else []))
+
+
+def cases(quick: bool, only: tuple[str, ...] = ()) -> list[dict]:
   joint = [dict(case="joint", encoder=k, width=w, tasks=JOINT_TASKS) for k, w in (QUICK_JOINT if quick else JOINT)]
   separate = [dict(case="separate", encoder=k, width=w, tasks=t) for k, w, t in (QUICK_SEPARATE if quick else SEPARATE)]
-  return joint + separate
+  chosen = [c for c in joint + separate if not only or case_id(c) in only]
+  unknown = set(only) - {case_id(c) for c in chosen}
+  if unknown:
+    raise SystemExit(f"--cases: unknown {', '.join(sorted(unknown))}; the cases are "
+                     f"{', '.join(case_id(c) for c in joint + separate)}")
+  return chosen
 
 
 def arms(case: dict) -> list[str]:
@@ -76,7 +87,8 @@ def run_arm(case: dict, arm: str, steps: int, repeats: int, data: str, timeout: 
             "error": f"{type(e).__name__}: {str(e).strip().splitlines()[-1][:300]}"}
 
 
-def measure(quick: bool = False, rounds: Optional[int] = None, timeout: float = 600) -> list[dict]:
+def measure(quick: bool = False, rounds: Optional[int] = None, timeout: float = 600,
+            only: tuple[str, ...] = ()) -> list[dict]:
   """Every case, its arms alternated over rounds; the rows of every run, each tagged
   with its arm and round."""
   rounds = rounds or (1 if quick else 2)
@@ -85,7 +97,7 @@ def measure(quick: bool = False, rounds: Optional[int] = None, timeout: float = 
   with tempfile.TemporaryDirectory(prefix="frameworks_") as scratch:
     data = os.path.join(scratch, "scenes.npz")  # rendered once, read by every run
     subprocess.run([sys.executable, SCRIPT, f"--write_data={data}", f"--steps={steps}"], check=True, cwd=ROOT)
-    for case in cases(quick):
+    for case in cases(quick, only):
       for r in range(rounds):
         for arm in arms(case) if r % 2 == 0 else arms(case)[::-1]:
           row = {**run_arm(case, arm, steps, repeats, data, timeout), "arm": arm, "round": r + 1}
@@ -162,7 +174,7 @@ def tables(rows: list[dict], quick: bool) -> str:
   runs = _summaries(rows)
   out = ["| joint network, T = 4 | JAX ms/step | PyTorch eager | torch.compile | eager / JAX | compile / JAX "
          "| compile s: JAX, torch.compile |", "|---|---|---|---|---|---|---|"]
-  for case in (c for c in cases(quick) if c["case"] == "joint"):
+  for case in (c for c in cases(quick) if c["case"] == "joint" and _measured(runs, c)):
     key = tuple(case.values())
     s = {arm: summarize(runs.get((*key, arm), [])) for arm in arms(case)}
     out.append(f"| {case_name(case)} | {time_cell(s['jax'])} | {time_cell(s['torch_eager'])} "
@@ -170,7 +182,7 @@ def tables(rows: list[dict], quick: bool) -> str:
                f"| {ratio_cell(s['torch_compile'], s['jax'])} | {_compile_seconds(runs, key)} |")
   out += ["", "| T separate networks | JAX vmap | JAX loop | JAX in_turn | loop / vmap | loop / in_turn "
           "| PyTorch eager | torch.compile | eager / best JAX | compile / best JAX |", "|---" * 10 + "|"]
-  for case in (c for c in cases(quick) if c["case"] == "separate"):
+  for case in (c for c in cases(quick) if c["case"] == "separate" and _measured(runs, c)):
     key = tuple(case.values())
     s = {arm: summarize(runs.get((*key, arm), [])) for arm in arms(case)}
     best_name, best = _best_jax(s)
@@ -180,6 +192,12 @@ def tables(rows: list[dict], quick: bool) -> str:
                f"| {time_cell(s['torch_compile'])} | {_named(ratio_cell(s['torch_eager'], best), best_name)} "
                f"| {_named(ratio_cell(s['torch_compile'], best), best_name)} |")
   return "\n".join(out)
+
+
+def _measured(runs: dict, case: dict) -> bool:
+  """Whether any run of the case is in `runs` (--cases may have left it out)."""
+  key = tuple(case.values())
+  return any(k[:len(key)] == key for k in runs)
 
 
 def _named(ratio: str, strategy: str) -> str:
@@ -212,9 +230,11 @@ def main(argv=None):
   parser.add_argument("--rounds", type=int, default=None, help="Rounds (default 2; 1 with --quick).")
   parser.add_argument("--json", default=None, help="Also write every run's row to this file.")
   parser.add_argument("--timeout", type=float, default=600, help="Seconds one run may take.")
+  parser.add_argument("--cases", default="", help="Only these cases, comma-separated "
+                      "(joint-cnn-8, separate-mlp-256-16, ...; default: all).")
   args = parser.parse_args(argv)
   rounds = args.rounds or (1 if args.quick else 2)
-  rows = measure(args.quick, rounds, args.timeout)
+  rows = measure(args.quick, rounds, args.timeout, tuple(filter(None, args.cases.split(","))))
   print("\n" + header(rows, rounds) + "\n\n" + tables(rows, args.quick))
   if args.json:
     with open(args.json, "w") as f:
