@@ -150,15 +150,36 @@ def joint_model(encoder: EncoderSpec, num_tasks: int, input_shape: tuple[int, ..
   return Model(init, apply, shared=("encoder",), encode=encode, decode=decode)
 
 
-def separate_models(encoder: EncoderSpec, num_tasks: int, input_shape: tuple[int, ...]) -> Model:
-  """One single-task network per task; network j is initialised from split(key, T)[j]."""
+NETS_IN_TURN_ON_CPU = frozenset()
+
+
+def nets_in_turn_default(kind: str) -> bool:
+  """Whether `separate_models` runs its T networks one after another (lax.map) rather
+  than vmapped, when not told. On a GPU or TPU they stay vmapped, so that they run in
+  parallel. On a CPU PLACEHOLDER"""
+  return jax.default_backend() == "cpu" and kind in NETS_IN_TURN_ON_CPU
+
+
+def separate_models(encoder: EncoderSpec, num_tasks: int, input_shape: tuple[int, ...], *,
+                    nets_in_turn: Optional[bool] = None) -> Model:
+  """One single-task network per task; network j is initialised from split(key, T)[j].
+
+  The T networks' parameters are stacked on a leading axis and run inside one program,
+  either vmapped or, with `nets_in_turn`, one after another (`lax.map` over the stacked
+  parameters, which autodiff turns into a backward pass in turn too); the logits are
+  the same either way. None: `nets_in_turn_default(encoder.kind)`. (Keyword-only, so
+  not an architecture option of the command line.)"""
   single = joint_model(encoder, 1, input_shape)
+  in_turn = nets_in_turn_default(encoder.kind) if nets_in_turn is None else nets_in_turn
 
   def init(key):
     return jax.vmap(single.init)(jax.random.split(key, num_tasks))
 
   def apply(params, x):
-    logits_TxBx1 = jax.vmap(single.apply, in_axes=(0, None))(params, x)
+    if in_turn:
+      logits_TxBx1 = jax.lax.map(lambda p: single.apply(p, x), params)
+    else:
+      logits_TxBx1 = jax.vmap(single.apply, in_axes=(0, None))(params, x)
     return logits_TxBx1[..., 0].T
 
   return Model(init, apply, per_task_params=True)
@@ -211,9 +232,10 @@ ARCH_OPTIONS = {
 
 def architecture_options(arch: str) -> dict[str, float]:
   """An architecture's options and their defaults: its builder's keywords after
-  (encoder, num_tasks, input_shape)."""
+  (encoder, num_tasks, input_shape), keyword-only ones (how to run it, not what it is)
+  left out."""
   parameters = list(inspect.signature(MODELS[arch]).parameters.values())[3:]
-  return {p.name: p.default for p in parameters}
+  return {p.name: p.default for p in parameters if p.kind == p.POSITIONAL_OR_KEYWORD}
 
 
 def architecture_summary(arch: str) -> str:
