@@ -3,7 +3,8 @@
 A `Model` is a pair of pure functions: `init(key) -> params` and
 `apply(params, x_BxHxWxC) -> logits_BxT`. `joint_model` shares one encoder among T
 heads; `separate_models` stacks T single-task networks of the same architecture on
-a leading parameter axis and runs them with `jax.vmap`, so they train as one program.
+a leading parameter axis and runs them in one program, vmapped or one after another
+(`nets_in_turn_default` says which).
 """
 import dataclasses
 import inspect
@@ -150,13 +151,21 @@ def joint_model(encoder: EncoderSpec, num_tasks: int, input_shape: tuple[int, ..
   return Model(init, apply, shared=("encoder",), encode=encode, decode=decode)
 
 
-NETS_IN_TURN_ON_CPU = frozenset()
+# The encoders whose separate networks run in turn on a CPU: the one place of the rule.
+# benchmarks/separate_strategies.py (2,048 scenes, batch 128, Adam; a busy 2-core
+# machine, so single ratios vary by up to 1.5x) measured against a loop of
+# single-network programs: MLPs of width 256 vmapped lose at T = 16 and 40 (the
+# vmapped first layer's gradient is one [3072 x T*256] matmul that XLA transposes into
+# the parameters' [T, 3072, 256] layout every step, docs/speed.md), in turn they avoid
+# that. CNNs of width 16 are the other way round: vmapped they beat the loop (their
+# small matmuls batch well), in turn they pay a scan step per network and micro-batch.
+NETS_IN_TURN_ON_CPU = frozenset({"mlp"})
 
 
 def nets_in_turn_default(kind: str) -> bool:
   """Whether `separate_models` runs its T networks one after another (lax.map) rather
   than vmapped, when not told. On a GPU or TPU they stay vmapped, so that they run in
-  parallel. On a CPU PLACEHOLDER"""
+  parallel. On a CPU, whichever was faster for the encoder (NETS_IN_TURN_ON_CPU)."""
   return jax.default_backend() == "cpu" and kind in NETS_IN_TURN_ON_CPU
 
 
