@@ -6,8 +6,11 @@ equivalent PyTorch eager loop in the same process, and the other costs a user me
 Prints one table per question and writes every row to --json:
   joint      examples/s of one joint network per encoder and width of the size sweep,
              JAX (jit, epoch = lax.scan) vs PyTorch eager, and the JAX compile time;
-  separate   T single-task networks as one vmapped program vs a Python loop over the
-             same T networks (JAX), and vs PyTorch training them in a loop;
+  separate   T single-task networks as one program (vmapped, or in turn where
+             models.nets_in_turn_default says so: MLPs on a CPU; the jax_vmapped
+             columns) vs a loop over the same T networks (JAX), and vs PyTorch
+             training them in a loop (benchmarks/separate_strategies.py compares
+             the ways of running them);
   tasks      the joint step's cost as T grows from 4 to 40;
   seeds      three seeds in one program, vmapped vs in turn;
   micro_batch  CNN steps with the gradient over the whole batch vs over micro-batches;
