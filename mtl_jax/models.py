@@ -152,13 +152,12 @@ def joint_model(encoder: EncoderSpec, num_tasks: int, input_shape: tuple[int, ..
 
 
 # The encoders whose separate networks run in turn on a CPU: the one place of the rule.
-# benchmarks/separate_strategies.py (2,048 scenes, batch 128, Adam; a busy 2-core
-# machine, so single ratios vary by up to 1.5x) measured against a loop of
-# single-network programs: MLPs of width 256 vmapped lose at T = 16 and 40 (the
-# vmapped first layer's gradient is one [3072 x T*256] matmul that XLA transposes into
-# the parameters' [T, 3072, 256] layout every step, docs/speed.md), in turn they avoid
-# that. CNNs of width 16 are the other way round: vmapped they beat the loop (their
-# small matmuls batch well), in turn they pay a scan step per network and micro-batch.
+# benchmarks/separate_strategies.py (2,048 scenes, batch 128, Adam, T = 4, 16, 40; on a
+# busy 2-core machine, spreads up to 2.6x; table in docs/speed.md) against a loop of
+# single-network programs: MLPs of width 256 vmapped 0.71-0.73x the loop, in turn
+# 0.85-1.02x (vmapped, the first layer's gradient is one [3072 x T*256] matmul that XLA
+# transposes into the parameters' [T, 3072, 256] layout every step); CNNs of width 16
+# vmapped 1.14-1.52x (their small matmuls batch well), in turn 0.97-1.07x.
 NETS_IN_TURN_ON_CPU = frozenset({"mlp"})
 
 
