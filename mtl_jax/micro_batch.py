@@ -20,20 +20,26 @@ def per_example_bytes(model: Model, params, x, y) -> int:
     x_batch, y_batch = np.resize(x, (batch, *x.shape[1:])), np.resize(y, (batch, *y.shape[1:]))
     loss = lambda p, x, y: masked_logistic_loss(model.apply(p, x), y)
     jaxpr = jax.make_jaxpr(jax.grad(loss))(params, x_batch, y_batch).jaxpr
-    return [v.aval.size * v.aval.dtype.itemsize for v in intermediates(jaxpr)]
+    return [v.aval.size * v.aval.dtype.itemsize for v in intermediates(jaxpr, scan_outputs=False)]
   return max([(five - three) // 2 for three, five in zip(sizes(3), sizes(5))], default=0)
 
 
-def intermediates(jaxpr):
-  """Every intermediate array of a jaxpr, its sub-jaxprs' included (pjit, custom_jvp)."""
+def intermediates(jaxpr, scan_outputs: bool = True):
+  """Every intermediate array of a jaxpr, its sub-jaxprs' included (pjit, custom_jvp).
+
+  scan_outputs=False leaves out what a scan (lax.map) stacks over its iterations: it is
+  written a slice per iteration, and each iteration's working set is its body's arrays.
+  So separate networks run in turn (models.separate_models) get the micro-batch of one
+  network, not of T stacked ones (which gave the width-16 CNN micro-batches of 2 at T = 40)."""
   for eqn in jaxpr.eqns:
-    yield from eqn.outvars
+    if scan_outputs or eqn.primitive.name != "scan":
+      yield from eqn.outvars
     for param in eqn.params.values():
       for sub in param if isinstance(param, (tuple, list)) else (param,):
         if isinstance(sub, ClosedJaxpr):
-          yield from intermediates(sub.jaxpr)
+          yield from intermediates(sub.jaxpr, scan_outputs)
         elif isinstance(sub, Jaxpr):
-          yield from intermediates(sub)
+          yield from intermediates(sub, scan_outputs)
 
 
 def choose_micro_batch(model: Model, params, x, y, batch_size: int) -> int:

@@ -3,7 +3,8 @@
 A `Model` is a pair of pure functions: `init(key) -> params` and
 `apply(params, x_BxHxWxC) -> logits_BxT`. `joint_model` shares one encoder among T
 heads; `separate_models` stacks T single-task networks of the same architecture on
-a leading parameter axis and runs them with `jax.vmap`, so they train as one program.
+a leading parameter axis and runs them in one program, vmapped or one after another
+(`nets_in_turn_default` says which).
 """
 import dataclasses
 import inspect
@@ -184,18 +185,52 @@ def joint_model(encoder: EncoderSpec, num_tasks: int, input_shape: tuple[int, ..
   return Model(init, apply, shared=("encoder",), encode=encode, decode=decode, dropout=encoder.dropout)
 
 
-def separate_models(encoder: EncoderSpec, num_tasks: int, input_shape: tuple[int, ...]) -> Model:
-  """One single-task network per task; network j is initialised from split(key, T)[j]."""
+# The encoders whose separate networks run in turn on a CPU: the one place of the rule.
+# benchmarks/separate_strategies.py (2,048 scenes, batch 128, Adam, T = 4, 16, 40; on a
+# busy 2-core machine, spreads up to 2.6x; table in docs/speed.md) against a loop of
+# single-network programs: MLPs of width 256 vmapped 0.71-0.73x the loop, in turn
+# 0.85-1.02x (vmapped, the first layer's gradient is one [3072 x T*256] matmul that XLA
+# transposes into the parameters' [T, 3072, 256] layout every step); CNNs of width 16
+# vmapped 1.14-1.52x (their small matmuls batch well), in turn 0.97-1.07x.
+NETS_IN_TURN_ON_CPU = frozenset({"mlp"})
+
+
+def nets_in_turn_default(kind: str) -> bool:
+  """Whether `separate_models` runs its T networks one after another (lax.map) rather
+  than vmapped, when not told. On a GPU or TPU they stay vmapped, so that they run in
+  parallel. On a CPU, whichever was faster for the encoder (NETS_IN_TURN_ON_CPU)."""
+  return jax.default_backend() == "cpu" and kind in NETS_IN_TURN_ON_CPU
+
+
+def separate_models(encoder: EncoderSpec, num_tasks: int, input_shape: tuple[int, ...], *,
+                    nets_in_turn: Optional[bool] = None) -> Model:
+  """One single-task network per task; network j is initialised from split(key, T)[j].
+
+  The T networks' parameters are stacked on a leading axis and run inside one program,
+  either vmapped or, with `nets_in_turn`, one after another (`lax.map` over the stacked
+  parameters, which autodiff turns into a backward pass in turn too); the logits are
+  the same either way. None: `nets_in_turn_default(encoder.kind)`. (Keyword-only, so
+  not an architecture option of the command line.)"""
   single = joint_model(encoder, 1, input_shape)
+  in_turn = nets_in_turn_default(encoder.kind) if nets_in_turn is None else nets_in_turn
 
   def init(key):
     return jax.vmap(single.init)(jax.random.split(key, num_tasks))
 
-  def apply(params, x):
-    logits_TxBx1 = jax.vmap(single.apply, in_axes=(0, None))(params, x)
+  def apply(params, x, dropout_key=None):
+    if dropout_key is None:
+      one = lambda p, _: single.apply(p, x)
+      keys_T = jnp.zeros(num_tasks)  # unused
+    else:  # each network draws its own masks
+      one = lambda p, k: single.apply(p, x, k)
+      keys_T = jax.random.split(dropout_key, num_tasks)
+    if in_turn:
+      logits_TxBx1 = jax.lax.map(lambda pk: one(*pk), (params, keys_T))
+    else:
+      logits_TxBx1 = jax.vmap(one)(params, keys_T)
     return logits_TxBx1[..., 0].T
 
-  return Model(init, apply, per_task_params=True)
+  return Model(init, apply, per_task_params=True, dropout=encoder.dropout)
 
 
 # The soft-sharing architectures build on the encoder blocks above, so they are
@@ -245,9 +280,10 @@ ARCH_OPTIONS = {
 
 def architecture_options(arch: str) -> dict[str, float]:
   """An architecture's options and their defaults: its builder's keywords after
-  (encoder, num_tasks, input_shape)."""
+  (encoder, num_tasks, input_shape), keyword-only ones (how to run it, not what it is)
+  left out."""
   parameters = list(inspect.signature(MODELS[arch]).parameters.values())[3:]
-  return {p.name: p.default for p in parameters}
+  return {p.name: p.default for p in parameters if p.kind == p.POSITIONAL_OR_KEYWORD}
 
 
 def architecture_summary(arch: str) -> str:

@@ -47,3 +47,18 @@ def test_automatic_micro_batch_keeps_the_largest_array_under_the_budget():
   assert micro * 8 * 8 * 9 * 64 * 4 <= MICRO_BATCH_BYTES < 2 * micro * 8 * 8 * 9 * 64 * 4
   mlp = joint_model(EncoderSpec("mlp", 256, 2), 4, IMAGE)
   assert choose_micro_batch(mlp, mlp.init(jax.random.PRNGKey(0)), x, y, 128) == 128
+
+
+def test_networks_in_turn_get_one_networks_micro_batch():
+  """Run in turn, T separate networks need the cache of one network at a time, so they
+  get its micro-batch; vmapped, their arrays are T times larger and micro-batches smaller."""
+  x, y = _data(5, IMAGE, 4)
+  spec = EncoderSpec("cnn", 16, 3)
+  single = joint_model(spec, 1, IMAGE)
+  expected = choose_micro_batch(single, single.init(jax.random.PRNGKey(0)), x, y[:, :1], 128)
+  chosen = {}
+  for in_turn in (True, False):
+    model = separate_models(spec, 4, IMAGE, nets_in_turn=in_turn)
+    chosen[in_turn] = choose_micro_batch(model, model.init(jax.random.PRNGKey(0)), x, y, 128)
+  assert chosen[True] == expected == 64
+  assert chosen[False] < expected

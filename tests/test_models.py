@@ -47,7 +47,8 @@ def _task_network(spec, j, shape) -> Model:
 
 
 @pytest.mark.parametrize("kind", ["mlp", "cnn"])
-def test_vmapped_separate_networks_equal_independent_training(kind):
+def test_separate_networks_equal_independent_training(kind):
+  """Each as the default rule runs it (on a CPU: MLPs in turn, CNNs vmapped)."""
   rng = np.random.default_rng(0)
   shape = (8, 8, 3)
   x = rng.integers(0, 256, size=(48, *shape), dtype=np.uint8)
@@ -65,6 +66,44 @@ def test_vmapped_separate_networks_equal_independent_training(kind):
       jax.vmap(lambda s: jax.random.fold_in(jax.random.PRNGKey(s), 0))(jnp.array(seeds, jnp.uint32)))
   moved = [np.abs(a - b).max() for a, b in zip(jax.tree.leaves(together.params), jax.tree.leaves(initial))]
   assert max(moved) > 1e-3
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_separate_networks_in_turn_equal_vmapped(kind):
+  """The same logits and gradients (float32 tolerance), and the same training losses."""
+  rng = np.random.default_rng(1)
+  shape = (8, 8, 3)
+  x = rng.integers(0, 256, size=(32, *shape), dtype=np.uint8)
+  y = rng.integers(-1, 2, size=(32, T)).astype(np.int8)
+  spec = EncoderSpec(kind, 6, 2)
+  vmapped, in_turn = (separate_models(spec, T, shape, nets_in_turn=b) for b in (False, True))
+  params = vmapped.init(jax.random.PRNGKey(3))
+  for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(in_turn.init(jax.random.PRNGKey(3)))):
+    np.testing.assert_array_equal(a, b)
+  np.testing.assert_allclose(in_turn.apply(params, x), vmapped.apply(params, x), rtol=1e-5, atol=1e-6)
+  # A loss that weighs each task's logits differently, so every network gets its own gradient.
+  loss = lambda model: lambda p: (model.apply(p, x) ** 2 * jnp.arange(1.0, T + 1)).mean()
+  for a, b in zip(jax.tree.leaves(jax.grad(loss(in_turn))(params)), jax.tree.leaves(jax.grad(loss(vmapped))(params))):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+  config = TrainConfig(1e-2, 16, 2)
+  losses = [train(model, x, y, [0], config).loss_ExS for model in (vmapped, in_turn)]
+  np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
+
+
+def test_nets_vmapped_unless_on_a_cpu(monkeypatch):
+  import mtl_jax.models as models
+  for backend in ("gpu", "tpu"):
+    monkeypatch.setattr(jax, "default_backend", lambda: backend)
+    assert not any(models.nets_in_turn_default(kind) for kind in models.ENCODERS)
+  monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+  assert [models.nets_in_turn_default(kind) for kind in models.ENCODERS] == \
+      [kind in models.NETS_IN_TURN_ON_CPU for kind in models.ENCODERS]
+  # An explicit choice wins over the rule.
+  x = jnp.zeros((2, 8, 8, 3), jnp.uint8)
+  jaxpr = lambda in_turn: str(jax.make_jaxpr(separate_models(EncoderSpec("mlp", 4, 1), T, (8, 8, 3),
+                                                             nets_in_turn=in_turn).apply)(
+      separate_models(EncoderSpec("mlp", 4, 1), T, (8, 8, 3)).init(jax.random.PRNGKey(0)), x))
+  assert "scan" in jaxpr(True) and "scan" not in jaxpr(False)
 
 
 @pytest.mark.parametrize("kind,width,depth", [("rnn", 4, 1), ("mlp", 0, 1), ("cnn", 4, 0)])
