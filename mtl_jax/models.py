@@ -218,16 +218,14 @@ def separate_models(encoder: EncoderSpec, num_tasks: int, input_shape: tuple[int
     return jax.vmap(single.init)(jax.random.split(key, num_tasks))
 
   def apply(params, x, dropout_key=None):
+    # The leading axis holds this program's networks: all T, or a device's share of them
+    # when they are sharded over devices (devices.py), so it is read, not assumed.
     if dropout_key is None:
-      one = lambda p, _: single.apply(p, x)
-      keys_T = jnp.zeros(num_tasks)  # unused
+      one, per_net = (lambda p: single.apply(p, x)), params
     else:  # each network draws its own masks
-      one = lambda p, k: single.apply(p, x, k)
-      keys_T = jax.random.split(dropout_key, num_tasks)
-    if in_turn:
-      logits_TxBx1 = jax.lax.map(lambda pk: one(*pk), (params, keys_T))
-    else:
-      logits_TxBx1 = jax.vmap(one)(params, keys_T)
+      one = lambda p_and_key: single.apply(p_and_key[0], x, p_and_key[1])
+      per_net = (params, jax.random.split(dropout_key, jax.tree.leaves(params)[0].shape[0]))
+    logits_TxBx1 = jax.lax.map(one, per_net) if in_turn else jax.vmap(one)(per_net)
     return logits_TxBx1[..., 0].T
 
   return Model(init, apply, per_task_params=True, dropout=encoder.dropout)

@@ -280,6 +280,6 @@ def test_new_data_with_missing_features_is_filled_as_training_filled_its_own(tab
   inference.predict_file(str(out), f"csv:{new_filled}", str(filled_out), arm="joint")
   np.testing.assert_allclose(_predicted(gap_out, "probability"), _predicted(filled_out, "probability"),
                              rtol=0, atol=1e-7)
-  with pytest.raises(InputError, match="--impute"):
+  with pytest.raises(InputError, match="line 2, feature column .f3. is missing; the run was trained without --impute"):
     inference.predict_file(str(run_dir), f"csv:{new_gap}", str(tmp_path / "refused.csv"), arm="joint")
   assert not (tmp_path / "refused.csv").exists()

@@ -59,10 +59,21 @@ def feature_indices(path: str, header: list[str], run: RunColumns) -> list[int]:
   return [header.index(name) for name in run.features]
 
 
+def _refuse_missing(path: str, x: np.ndarray, run: RunColumns, row_name) -> np.ndarray:
+  """x, unless a feature cell is missing (NaN) and the run has no fill values for it."""
+  if run.fills_missing or not np.isnan(x).any():
+    return x
+  row, column = np.argwhere(np.isnan(x))[0]
+  raise InputError(f"{path}: {row_name(row)}, feature column {run.features[column]!r} is missing; the "
+                   "run was trained without --impute, so it has no value to fill in: give every "
+                   "feature, or train again with --impute=mean|zero and --save_params")
+
+
 def _csv_inputs(path: str, data: bytes, run: RunColumns) -> np.ndarray:
   header, cells, lines = tables._csv_cells(path, data)  # the training reader's own parse
   index = feature_indices(path, header, run)
-  return tables._parse_features(path, cells[:, index], list(run.features), lines, impute=run.fills_missing)
+  x = tables._parse_features(path, cells[:, index], list(run.features), lines, impute=True)
+  return _refuse_missing(path, x, run, lambda row: f"line {lines[row]}")
 
 
 def _arff_inputs(path: str, data: bytes, run: RunColumns) -> np.ndarray:
@@ -79,9 +90,10 @@ def _arff_inputs(path: str, data: bytes, run: RunColumns) -> np.ndarray:
       continue
     offered += names  # must all be the run's features, or labels (feature_indices)
   feature_indices(path, offered, run)
-  x = arff_table._features(parsed, tuple(used), impute=run.fills_missing)
+  x = arff_table._features(parsed, tuple(used), impute=True)
   columns = [name for j in used for name in arff_table._feature_names(parsed.attributes[j])]
-  return x[:, [columns.index(name) for name in run.features]]
+  x = x[:, [columns.index(name) for name in run.features]]
+  return _refuse_missing(path, x, run, lambda row: f"data row {row + 1}")
 
 
 def _npz_inputs(path: str, data: bytes, run: RunColumns) -> np.ndarray:
