@@ -22,7 +22,7 @@ from mtl_jax.checkpoints import CheckpointSettings
 from mtl_jax.data.columns import describe_features
 from mtl_jax.devices import writes_files
 from mtl_jax.data.datasets import DataConfig, MultiTaskData, load_dataset, read_kind, task_names
-from mtl_jax.data.resampling import Resampling
+from mtl_jax.data.resampling import Resampling, describe_splits
 from mtl_jax.errors import InputError
 from mtl_jax.launchers.base import LaunchSettings, Sweep
 from mtl_jax.launchers.registry import LAUNCHERS
@@ -291,11 +291,7 @@ def train_pending(settings: Settings, groups: Groups, out: str, name: str
 def runs_per_arm(settings: Settings) -> str:
   """'3 seeds', or '5 folds x 3 seeds': what every arm of the grid trains."""
   seeds = f"{settings.seeds} seed{'s' * (settings.seeds != 1)}"
-  if not settings.resampled:
-    return seeds
-  first = settings.resamplings[0]
-  splits = f"{first.count} folds" if first.kind == "folds" else f"{len(settings.resamplings)} random splits"
-  return f"{splits} x {seeds}"
+  return f"{describe_splits(settings.resamplings)} x {seeds}" if settings.resampled else seeds
 
 
 def by_data(group: list[RunConfig]) -> list[list[RunConfig]]:

@@ -15,7 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
-from mtl_jax.results import diverged, mean_ci95, pair_by_seed
+from mtl_jax.intervals import mean_ci95, pair_runs
+from mtl_jax.results import diverged
 
 # Metric -> +1 if higher is better, -1 if lower is better.
 METRIC_SIGNS = {"auc": 1.0, "ap": 1.0}
@@ -39,7 +40,7 @@ def delta_m_pct(record: dict, baseline: dict, split: str = "test",
 
 def delta_m_per_seed(records: list[dict], baseline: list[dict], split: str = "test") -> np.ndarray:
   """Δm% per seed, in `records`' order, each against the baseline run of its seed."""
-  order = pair_by_seed(records, baseline)
+  order = pair_runs(records, baseline)
   return np.array([delta_m_pct(r, baseline[i], split) for r, i in zip(records, order)])
 
 

@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 from scipy import stats
 
+from mtl_jax.data.resampling import Resampling, describe_splits
 from mtl_jax.errors import InputError
 
 OWN_SPLIT = ("own", 0, 0)
@@ -94,11 +95,9 @@ def interval(values: Sequence[float], records: list[dict]) -> tuple[float, float
 
 def covers(records: list[dict]) -> str:
   """What interval() is over, for the summary's `interval` column and the table."""
-  splits = list(dict.fromkeys(split_of(r) for r in records))
+  splits = [Resampling(*s) for s in dict.fromkeys(split_of(r) for r in records)]
   seeds = len({r["config"]["seed"] for r in records})
   seed_text = f"{seeds} seed{'s' * (seeds != 1)}"
-  if splits in ([], [OWN_SPLIT]):
+  if all(s.is_own for s in splits):
     return f"{seed_text} on one split"
-  kind, count, _ = splits[0]
-  units = f"{count} folds" if kind == "folds" else f"{len(splits)} random splits"
-  return f"{units} (each the mean of {seed_text}; corrected resampled t)"
+  return f"{describe_splits(splits)} (each the mean of {seed_text}; corrected resampled t)"

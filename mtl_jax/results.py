@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence
 import numpy as np
 
 from mtl_jax.errors import InputError
-from mtl_jax.intervals import covers, interval, mean_ci95, pair_runs as pair_by_seed  # noqa: F401 (re-exported)
+from mtl_jax.intervals import covers, interval, mean_ci95, pair_runs  # noqa: F401 (mean_ci95 re-exported)
 from mtl_jax.metrics import METRICS
 from mtl_jax.multilabel_metrics import MULTILABEL_METRICS
 
@@ -293,27 +293,32 @@ def summarize_arms(records_by_arm: dict[str, list[dict]], task_names: Sequence[s
   mean over tasks; the only task of an example-based metric) and arm, over seeds or, on
   resampled splits, over splits (intervals.interval; the row's `interval` says which).
   With both a joint and a separate arm, also the difference joint - separate paired by
-  split and seed (pair_by_seed). `keys` (e.g. the width of a sweep point) lead every row. Diverged runs (and runs with no selected epoch) are left out;
+  split and seed (intervals.pair_runs). `keys` (e.g. the width of a sweep point) lead every row. Diverged runs (and runs with no selected epoch) are left out;
   `diverged` counts them (for the difference, the seeds where either arm failed)."""
   rows = []
   tasks = list(enumerate(task_names)) + [(None, "mean")]
+  # What does not depend on the split, metric or task: the pairing, the runs behind each
+  # arm (the difference's are the joint runs, paired), which failed, what the interval covers.
+  runs = dict(records_by_arm)
+  failed = {arm: np.array([diverged(r) for r in records]) for arm, records in records_by_arm.items()}
+  paired = {"joint", "separate"} <= records_by_arm.keys()
+  if paired:
+    b = pair_runs(records_by_arm["joint"], records_by_arm["separate"])
+    failed[DIFF_ARM] = failed["joint"] | failed["separate"][b]
+    runs[DIFF_ARM] = records_by_arm["joint"]
+  coverage = {arm: covers(records) for arm, records in runs.items()}
   for split in SPLITS:
     for metric in SUMMARY_METRICS:
       for index, task in (tasks if has_per_task(metric) else tasks[-1:]):
         values = {arm: np.array([_metric(r, split, metric, index) for r in records])
                   for arm, records in records_by_arm.items()}
-        runs = dict(records_by_arm)
-        failed = {arm: np.array([diverged(r) for r in records]) for arm, records in records_by_arm.items()}
-        if {"joint", "separate"} <= values.keys():
-          b = pair_by_seed(records_by_arm["joint"], records_by_arm["separate"])
+        if paired:
           values[DIFF_ARM] = values["joint"] - values["separate"][b]
-          failed[DIFF_ARM] = failed["joint"] | failed["separate"][b]
-          runs[DIFF_ARM] = records_by_arm["joint"]
         for arm, v in values.items():
           mean, ci, n = interval(v, runs[arm])
           rows.append(dict(**(keys or {}), split=split, metric=metric, task=task, arm=arm,
                            mean=round(mean, 5), ci95=round(ci, 5), n=n,
-                           diverged=int(failed[arm].sum()), interval=covers(runs[arm])))
+                           diverged=int(failed[arm].sum()), interval=coverage[arm]))
   return rows
 
 

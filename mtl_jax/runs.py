@@ -1,6 +1,7 @@
 """One arm of a comparison (joint or separate) trained over several seeds at once and
 turned into result records, one per seed, each carrying its full config."""
 import dataclasses
+import functools
 import math
 import time
 from typing import Callable, Optional, Sequence
@@ -65,11 +66,17 @@ class RunConfig:
     identity = {**self.to_dict(), "data": data_identity(self.data),
                 "pretrain": self.pretrain and data_identity(self.pretrain),
                 "results_version": RESULTS_VERSION}
-    if self.threshold == thresholds.DEFAULT_PROBABILITY:
-      del identity["threshold"]  # a default run keeps the hash it had before thresholds existed
-    if not self.encoder.dropout:
-      del identity["encoder"]["dropout"]  # likewise before dropout
+    for (*parents, name), default in _HASHED_WHEN_SET:
+      node = functools.reduce(lambda d, key: d[key], parents, identity)
+      if node[name] == default:
+        del node[name]  # at its default a run keeps the hash it had before the field existed
     return config_hash(identity)
+
+
+# Fields added since RESULTS_VERSION 3, as paths in the config: hashed only when set,
+# so that runs at their defaults keep the hashes they had (and are reused). Data fields
+# have the same rule in datasets.data_identity.
+_HASHED_WHEN_SET = ((("threshold",), thresholds.DEFAULT_PROBABILITY), (("encoder", "dropout"), EncoderSpec.dropout))
 
 
 def _json_number(value: float) -> Optional[float]:

@@ -51,6 +51,14 @@ class Resampling:
             "random": f"split seed {self.index}"}[self.kind]
 
 
+def describe_splits(resamplings: Sequence[Resampling]) -> str:
+  """'5 folds', '3 random splits' or 'one split': what a plan (or the runs of one) is over."""
+  first = resamplings[0] if resamplings else Resampling()
+  if first.kind == "folds":
+    return f"{first.count} folds"
+  return f"{len(resamplings)} random splits" if first.kind == "random" else "one split"
+
+
 def plan(folds: int, split_seeds: int) -> tuple[Resampling, ...]:
   """The splits an experiment runs on (--folds, --split_seeds): its own split, the K
   folds, or N random splits."""
