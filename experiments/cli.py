@@ -19,7 +19,7 @@ from typing import Callable, Optional, TypeVar
 import numpy as np
 from absl import app, flags, logging
 
-from mtl_jax import devices, memory_estimate, thresholds
+from mtl_jax import devices, memory_estimate, stopping, thresholds
 from mtl_jax.data import driving, impute, resampling
 from mtl_jax.data.datasets import DATASETS, DataConfig, read_kind
 from mtl_jax.errors import InputError
@@ -612,40 +612,24 @@ def _pipe_safe_output():
     sys.stdout, sys.stderr = saved
 
 
-# What a scheduler or a closing terminal sends before it kills a job: handled as Ctrl-C
-# is, so that the run stops with the line saying what is saved and how to resume.
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
-_stopped_by = [signal.SIGINT]  # the signal that raised the last KeyboardInterrupt
+# Ctrl-C, and what a scheduler or a closing terminal sends before it kills a job: each
+# stops the run with the line saying what is saved and how to resume (stopping.py).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def _stop_like_ctrl_c(signum, frame):
-  del frame
-  _stopped_by[0] = signum
-  raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
 def _signals_as_ctrl_c():
-  """SIGTERM and SIGHUP raise KeyboardInterrupt in the main thread while the block runs.
-  A signal already ignored stays ignored: `nohup launch.py` must outlive its terminal."""
-  _stopped_by[0] = signal.SIGINT
-  saved = {}
-  if threading.current_thread() is threading.main_thread():
-    for signum in STOP_SIGNALS:
-      if signal.getsignal(signum) == signal.SIG_DFL:
-        saved[signum] = signal.signal(signum, _stop_like_ctrl_c)
-  try:
-    yield
-  finally:
-    for signum, handler in saved.items():
-      signal.signal(signum, handler)
+  """SIGTERM and SIGHUP raise KeyboardInterrupt in the main thread while the block runs,
+  as Ctrl-C does, and none of the three is lost in a callback that swallows it."""
+  if threading.current_thread() is not threading.main_thread():
+    return contextlib.nullcontext()
+  return stopping.handling(STOP_SIGNALS)
 
 
 def _interrupted_status() -> int:
   """128 + the signal's number, as the shell reports a process it ended: 130 for Ctrl-C,
   143 for SIGTERM, 129 for SIGHUP, so that a job script or scheduler can tell a user's
   Ctrl-C from a preemption (Slurm and `timeout` use 143 for the latter)."""
-  return 128 + _stopped_by[0]
+  return 128 + stopping.requested_by()
 
 
 def run(main: Callable[[list[str]], None]) -> None:

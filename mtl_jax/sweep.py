@@ -12,7 +12,7 @@ import numpy as np
 
 from mtl_jax.data.datasets import GENERATED, DataConfig, MultiTaskData
 from mtl_jax.errors import InputError
-from mtl_jax import saved_params
+from mtl_jax import saved_params, stopping
 from mtl_jax.methods import DEFAULT_METHOD
 from mtl_jax.checkpoints import CheckpointSettings, EpochCheckpoints
 from mtl_jax.devices import same_in_every_process, writes_files
@@ -143,6 +143,7 @@ def _train_groups(groups, load_data, results_path: str, done: dict, train_missin
                   checkpointing: Optional[CheckpointSettings], append_to: str,
                   save_params_in: Optional[str] = None) -> None:
   for i, group in enumerate(groups, 1):
+    stopping.raise_if_requested()
     name = f"[{i}/{len(groups)}] {describe(group[0])}"
     todo = [c for c in group if c.hash not in done]
     if not todo:
@@ -157,6 +158,7 @@ def _train_groups(groups, load_data, results_path: str, done: dict, train_missin
             f"{len(data.train.y) // group[0].train.batch_size} batches of {group[0].train.batch_size}", flush=True)
 
     def log(epoch: int, loss_S: np.ndarray, phase: str = "epoch"):
+      stopping.raise_if_requested()  # called after every chunk of epochs, shown or not
       if not _shown(epoch, epochs):
         return
       finite = loss_S[np.isfinite(loss_S)]

@@ -18,7 +18,7 @@ import pytest
 from entry_points import ROOT, assert_one_line_error, launch_in_process
 
 from experiments import cli
-from mtl_jax import memory_estimate
+from mtl_jax import memory_estimate, stopping, sweep
 from mtl_jax.data.datasets import DataConfig, load_dataset
 from mtl_jax.data.driving import SceneConfig
 from mtl_jax.data.related import RelatedConfig
@@ -221,6 +221,45 @@ def test_sigterm_and_sighup_stop_like_ctrl_c_but_an_ignored_one_stays_ignored():
       assert cli._interrupted_status() == 129
   finally:
     signal.signal(signal.SIGHUP, previous)
+
+
+class _SignalsWhenCollected:
+  """Sends a signal from inside __del__, where Python swallows what its handler raises,
+  as it does inside the garbage collector's callbacks (JAX registers one)."""
+  def __init__(self, signum):
+    self.signum = signum
+
+  def __del__(self):
+    os.kill(os.getpid(), self.signum)
+    time.sleep(5)  # the handler's KeyboardInterrupt ends __del__ here, and is dropped
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_a_callback_swallows_is_raised_again_at_the_next_safe_point(signum, capfd):
+  with cli._signals_as_ctrl_c():
+    _SignalsWhenCollected(signum)  # collected at once: nothing refers to it
+    with pytest.raises(KeyboardInterrupt):
+      stopping.raise_if_requested()
+    assert cli._interrupted_status() == 128 + signum
+  assert "Exception ignored" not in capfd.readouterr().err  # said once, by the sweep's line
+  with cli._signals_as_ctrl_c():  # a new run starts with no request
+    stopping.raise_if_requested()
+
+
+def test_a_swallowed_sigterm_stops_the_sweep_before_its_next_group(tmp_path, monkeypatch):
+  real_run_arm, trained = sweep.run_arm, []
+
+  def run_arm_then_lose_a_sigterm(*args, **kwargs):
+    trained.append(real_run_arm(*args, **kwargs))
+    _SignalsWhenCollected(signal.SIGTERM)
+    return trained[-1]
+  monkeypatch.setattr(sweep, "run_arm", run_arm_then_lose_a_sigterm)
+  result = launch_in_process(*TINY, "--experiment=network_size", "--widths=2,3",
+                             f"--out_dir={tmp_path}")
+  assert result.returncode == 143, result.stderr
+  assert len(trained) == 1
+  assert result.stderr.strip() == (f"interrupted: 1 of the 4 runs are saved in {tmp_path}/results.jsonl; "
+                                   "run the same command again to resume")
 
 
 def test_an_interrupt_outside_training_says_so_without_claiming_nothing_was_saved(tmp_path, monkeypatch):
