@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 
 import pytest
-from entry_points import TEST_XLA_FLAGS, launch
+from entry_points import launch
 from multilabel_sets import write_sets
 
 # --preset=quick is given, so every flag it sets but these leave alone comes from it.
@@ -43,8 +43,6 @@ def pytest_configure(config):
   if _is_controller(config) and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     config._mtl_jax_cache = tempfile.mkdtemp(prefix="mtl_jax_tests_jit_cache_")
     os.environ.update({**_CACHE_VARIABLES, "JAX_COMPILATION_CACHE_DIR": config._mtl_jax_cache})
-  if _is_controller(config):
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
 
 
 # The files whose tests read the one all-experiments run: on one worker, so that the

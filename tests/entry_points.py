@@ -8,13 +8,6 @@ from unittest import mock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# XLA's CPU back end without LLVM's optimisations, for the tests and every process they
-# start: their programs are tiny and run for milliseconds but each compiles for one or
-# two seconds, and this halves that (the suite's heaviest files: 261 s -> 183 s). What a
-# program computes is the same up to float rounding, which the tests' tolerances allow;
-# the benchmarks and every user run keep XLA's default level.
-TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
-
 
 def launch(*args, timeout: int = 300) -> subprocess.CompletedProcess:
   """timeout: seconds before the launch counts as hung (generous: a loaded CI machine is slow)."""

@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 import pytest
-from entry_points import ROOT, TEST_XLA_FLAGS, assert_one_line_error, launch_in_process
+from entry_points import ROOT, assert_one_line_error, launch_in_process
 
 from mtl_jax.devices import Layout, choose_layout, join_processes, slurm_job_without_srun
 from mtl_jax.errors import InputError
@@ -58,9 +58,9 @@ def runs(tmp_path_factory):
   out = tmp_path_factory.mktemp("sharding")
   port = _free_port()
   pair = [_start(["launch.py", *SWEEP, f"--out_dir={out / 'two'}", f"--coordinator_address=localhost:{port}",
-                  "--num_processes=2", f"--process_id={i}"], XLA_FLAGS=TEST_XLA_FLAGS) for i in range(2)]
+                  "--num_processes=2", f"--process_id={i}"], XLA_FLAGS="") for i in range(2)]
   worker = _start(["tests/devices_worker.py", str(out), *SWEEP],
-                  XLA_FLAGS=f"--xla_force_host_platform_device_count=4 {TEST_XLA_FLAGS}")
+                  XLA_FLAGS="--xla_force_host_platform_device_count=4")
   try:
     _finish(worker)
   finally:
