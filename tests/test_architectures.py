@@ -20,7 +20,7 @@ from mtl_jax.checkpoints import CheckpointSettings, EpochCheckpoints
 from mtl_jax.errors import InputError
 from mtl_jax.losses import masked_logistic_loss
 from mtl_jax.models import ARCH_OPTIONS, MODELS, EncoderSpec, architecture_options, build_model, param_count
-from mtl_jax.train import INIT_STREAM, TrainConfig, seed_keys, train
+from mtl_jax.train import TrainConfig, initial_params, train
 
 T, B = 3, 6
 SHAPES = {"mlp": (5,), "cnn": (8, 8, 3)}
@@ -252,9 +252,8 @@ def test_trains_with_a_gradient_combination_method(arch):
   model = build_model(arch, EncoderSpec("mlp", 3, 2), T, (4,))
   result = train(model, x, y, [0, 1], TrainConfig(1e-2, 16, 1, method="mgda"), micro_batch=4)
   assert result.loss_ExS.shape == (1, 2) and np.all(np.isfinite(result.loss_ExS))
-  initial_of = lambda: jax.vmap(lambda k: model.init(jax.random.fold_in(k, INIT_STREAM)))(seed_keys([0, 1]))
-  initial = initial_of()  # as train initialises: its compiled init is reused
-  _close(initial_of(), initial)  # deterministic, and two seeds start apart
+  initial = initial_params(model, [0, 1])
+  _close(initial_params(model, [0, 1]), initial)  # deterministic, and two seeds start apart
   assert not np.array_equal(initial["heads"]["kernel"][0], initial["heads"]["kernel"][1])
   moved = lambda key: max(np.abs(a - b).max() for a, b in zip(jax.tree.leaves(result.params[key]),
                                                                jax.tree.leaves(initial[key])))

@@ -21,7 +21,7 @@ from mtl_jax.data import tables
 from mtl_jax.data.datasets import DataConfig, data_identity, load_dataset
 from mtl_jax.errors import InputError
 from mtl_jax.models import EncoderSpec, build_model
-from mtl_jax.train import INIT_STREAM, NO_EPOCH, TrainConfig, seed_keys, train
+from mtl_jax.train import NO_EPOCH, TrainConfig, initial_params, train
 
 ROWS = 60
 
@@ -114,7 +114,7 @@ def test_all_nan_validation_keeps_the_initial_parameters_and_never_claims_an_epo
   result = train(model, *_vectors(64, 0), [0, 1], config, validation=(x_val, y_val), micro_batch=16)
   np.testing.assert_array_equal(result.selected_epoch_S, [NO_EPOCH, NO_EPOCH])
   assert not np.any(np.isfinite(result.val_loss_ExS))
-  initial = jax.vmap(lambda k: model.init(jax.random.fold_in(k, INIT_STREAM)))(seed_keys([0, 1]))
+  initial = initial_params(model, [0, 1])
   # What the result holds is exactly the untrained initialisation, as selected_epoch 0 says.
   jax.tree.map(np.testing.assert_array_equal, result.params, initial)
   with pytest.raises(InputError, match="no epoch was selected for seed 3: the validation loss was "

@@ -1,3 +1,5 @@
+import importlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -5,7 +7,7 @@ import pytest
 
 from mtl_jax.errors import InputError
 from mtl_jax.models import EncoderSpec, Model, _stride2_patches, joint_model, param_count, separate_models
-from mtl_jax.train import TrainConfig, train
+from mtl_jax.train import INIT_STREAM, TrainConfig, initial_params, seed_keys, train
 
 T = 3
 
@@ -137,3 +139,15 @@ def test_pixels_are_scaled_per_encoder(kind, scaled):
   x = np.random.default_rng(0).integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
   np.testing.assert_allclose(model.apply(params, jnp.asarray(x)),
                              model.apply(params, jnp.asarray(scaled(x.astype(np.float32)))), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", ["hps", "separate"])
+def test_initial_parameters_are_the_models_init_compiled_quickly_below_the_size_limit(arch, monkeypatch):
+  """Below QUICK_INIT_MAX_VALUES the initialisation compiles at XLA's level 0: the values
+  of the model's own init to float32 rounding; above it, bit for bit."""
+  model = (joint_model if arch == "hps" else separate_models)(EncoderSpec("cnn", 4, 2), T, (8, 8, 3))
+  reference = jax.vmap(lambda k: model.init(jax.random.fold_in(k, INIT_STREAM)))(seed_keys([0, 5]))
+  for a, b in zip(jax.tree.leaves(initial_params(model, [0, 5])), jax.tree.leaves(reference)):
+    np.testing.assert_array_almost_equal_nulp(np.asarray(a), np.asarray(b), nulp=4)
+  monkeypatch.setattr(importlib.import_module("mtl_jax.train"), "QUICK_INIT_MAX_VALUES", 0)
+  jax.tree.map(np.testing.assert_array_equal, initial_params(model, [0, 5]), reference)
