@@ -55,6 +55,8 @@ STEPS = flags.DEFINE_integer("steps", 16, "Steps per repeat (an epoch of steps x
 REPEATS = flags.DEFINE_integer("repeats", 5, "Timed repeats after the untimed first one.", lower_bound=1)
 STRATEGY = flags.DEFINE_enum("strategy", "vmap", ["vmap", "loop", "in_turn"], "JAX separate networks: how.")
 CHANNELS_LAST = flags.DEFINE_bool("channels_last", True, "PyTorch CNN in channels_last memory format.")
+TORCH_ADAM = flags.DEFINE_enum("torch_adam", "default", ["default", "foreach", "fused"],
+                               "PyTorch's Adam: its CPU default (a loop over tensors), foreach, or fused.")
 TORCH_THREADS = flags.DEFINE_integer("torch_threads", None, "PyTorch threads (default: os.cpu_count(), every core).")
 DATA = flags.DEFINE_string("data", None, "An .npz of scenes (x) and labels (y) to read; made if missing.")
 WRITE_DATA = flags.DEFINE_string("write_data", None, "Only write the scenes to this .npz (steps x 128 of them).")
@@ -153,7 +155,7 @@ def _torch_setup() -> dict:
   torch.manual_seed(0)
   return {**_threads_common(), "torch_threads": torch.get_num_threads(),
           "torch_interop_threads": torch.get_num_interop_threads(), "flush_denormal": True,
-          "inductor_cache": "fresh",
+          "inductor_cache": "fresh", "adam": TORCH_ADAM.value,
           "channels_last": CHANNELS_LAST.value and ENCODER.value == "cnn"}
 
 
@@ -178,7 +180,9 @@ def _torch_trainers(input_shape: tuple[int, ...], num_tasks: int, depth: int):
     nets = [(network(1), slice(j, j + 1)) for j in range(num_tasks)]
   if CHANNELS_LAST.value and ENCODER.value == "cnn":
     nets = [(net.to(memory_format=torch.channels_last), columns) for net, columns in nets]
-  return [(net, columns, torch.optim.Adam(net.parameters(), lr=LEARNING_RATE)) for net, columns in nets]
+  adam = {"default": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}[TORCH_ADAM.value]
+  return [(net, columns, torch.optim.Adam(net.parameters(), lr=LEARNING_RATE, **adam))
+          for net, columns in nets]
 
 
 def _torch_loss_fn(compiled: bool):
