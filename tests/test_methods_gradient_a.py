@@ -26,7 +26,7 @@ from mtl_jax.methods.mgda import mgda, mgda_ub
 from mtl_jax.methods.pcgrad import pcgrad
 from mtl_jax.models import EncoderSpec, build_model
 from mtl_jax.train import TrainConfig, train
-from property_budget import EXAMPLES
+from property_budget import EXAMPLES, jacobians
 
 J_TORCHJD = jnp.array([[-4.0, 1.0, 1.0], [6.0, 1.0, 1.0]])
 ALL = jnp.array([True, True])
@@ -182,7 +182,7 @@ def test_cagrad_without_the_ball_is_the_mean_gradient():
 # --- Hypothesis properties ---
 
 def _matrices():
-  return arrays(np.float32, st.tuples(st.integers(2, 5), st.integers(1, 6)), elements=st.floats(-3, 3, width=32))
+  return jacobians((2, 5), (1, 6), bound=3)
 
 
 @settings(max_examples=EXAMPLES, deadline=None)

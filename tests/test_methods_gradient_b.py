@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import scipy.optimize
 from hypothesis import given, settings, strategies as st
-from hypothesis.extra.numpy import arrays
 
 from mtl_jax.methods import aligned_mtl, cone, db_mtl, dualproj, gradnorm, nash_mtl, upgrad
 from mtl_jax.methods.base import Terms
 from mtl_jax.models import EncoderSpec, build_model
 from mtl_jax.train import TrainConfig, train
 from property_budget import EXAMPLES
+from property_budget import jacobians as padded_jacobians  # `jacobians` below is the strategy
 
 J_REF = jnp.array([[-4.0, 1.0, 1.0], [6.0, 1.0, 1.0]])
 # TorchJD's published outputs for J_REF (tests/unit/aggregation/, docs).
@@ -69,8 +69,7 @@ def test_dual_cone_solver_matches_an_exact_active_set_solution(T, spread):
       np.testing.assert_allclose(got, exact, rtol=1e-4, atol=1e-4 * np.abs(exact).max())
 
 
-jacobians = st.integers(2, 5).flatmap(lambda T: st.integers(1, 6).flatmap(
-    lambda P: arrays(np.float32, (T, P), elements=st.floats(-1, 1, width=32))))
+jacobians = padded_jacobians((2, 5), (1, 6), bound=1)
 
 
 @pytest.mark.parametrize("module", [upgrad, dualproj])
