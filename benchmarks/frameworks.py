@@ -72,7 +72,8 @@ def arms(case: dict) -> list[str]:
   return jax + list(TORCH)
 
 
-def run_arm(case: dict, arm: str, steps: int, repeats: int, data: str, timeout: float) -> dict:
+def run_arm(case: dict, arm: str, steps: int, repeats: int, data: str, timeout: float,
+            torch_adam: str = "default") -> dict:
   """One run in a fresh process; a crash or a timeout is a row with an error, so that one
   bad case does not lose the others."""
   framework, _, strategy = arm.partition(":")
@@ -80,6 +81,7 @@ def run_arm(case: dict, arm: str, steps: int, repeats: int, data: str, timeout: 
            f"--width={case['width']}", f"--depth={DEPTH[case['encoder']]}", f"--tasks={case['tasks']}",
            f"--steps={steps}", f"--repeats={repeats}", f"--data={data}"]
   flags += [f"--strategy={strategy}"] if strategy else []
+  flags += [] if framework == "jax" else [f"--torch_adam={torch_adam}"]
   try:
     return own_process.run_case(SCRIPT, flags, ROOT, timeout=timeout)
   except (RuntimeError, ValueError, subprocess.TimeoutExpired) as e:
@@ -88,7 +90,7 @@ def run_arm(case: dict, arm: str, steps: int, repeats: int, data: str, timeout: 
 
 
 def measure(quick: bool = False, rounds: Optional[int] = None, timeout: float = 600,
-            only: tuple[str, ...] = ()) -> list[dict]:
+            only: tuple[str, ...] = (), torch_adam: str = "default") -> list[dict]:
   """Every case, its arms alternated over rounds; the rows of every run, each tagged
   with its arm and round."""
   rounds = rounds or (1 if quick else 2)
@@ -100,7 +102,8 @@ def measure(quick: bool = False, rounds: Optional[int] = None, timeout: float = 
     for case in cases(quick, only):
       for r in range(rounds):
         for arm in arms(case) if r % 2 == 0 else arms(case)[::-1]:
-          row = {**run_arm(case, arm, steps, repeats, data, timeout), "arm": arm, "round": r + 1}
+          row = {**run_arm(case, arm, steps, repeats, data, timeout, torch_adam),
+                 "arm": arm, "round": r + 1}
           rows.append(row)
           print(f"  round {r + 1} {case_name(case)} {arm}: "
                 f"{row.get('error') or format(row['ms_per_step'], '.2f') + ' ms/step'}", flush=True)
@@ -220,7 +223,8 @@ def header(rows: list[dict], rounds: int) -> str:
   return (f"{', '.join(f'{k} {v}' for k, v in versions.items())}; batch 128, Adam, 1 seed; each framework in "
           f"its own process; best of {rounds} round(s), ± the spread between rounds; ms per step. PyTorch: "
           f"{torch_threads.get('torch_threads', '?')} threads, flush denormal, CNN channels_last "
-          f"{torch_threads.get('channels_last', '?')}. Load average at the runs' starts: "
+          f"{torch_threads.get('channels_last', '?')}, Adam {torch_threads.get('adam', 'default')}. "
+          "Load average at the runs' starts: "
           f"{min(load, default=0):.1f}-{max(load, default=0):.1f} on {os.cpu_count()} cores.")
 
 
@@ -232,9 +236,12 @@ def main(argv=None):
   parser.add_argument("--timeout", type=float, default=600, help="Seconds one run may take.")
   parser.add_argument("--cases", default="", help="Only these cases, comma-separated "
                       "(joint-cnn-8, separate-mlp-256-16, ...; default: all).")
+  parser.add_argument("--torch_adam", default="default", choices=("default", "foreach", "fused"),
+                      help="PyTorch's Adam: its CPU default (a loop over tensors), foreach or fused.")
   args = parser.parse_args(argv)
   rounds = args.rounds or (1 if args.quick else 2)
-  rows = measure(args.quick, rounds, args.timeout, tuple(filter(None, args.cases.split(","))))
+  rows = measure(args.quick, rounds, args.timeout, tuple(filter(None, args.cases.split(","))),
+                 args.torch_adam)
   print("\n" + header(rows, rounds) + "\n\n" + tables(rows, args.quick))
   if args.json:
     with open(args.json, "w") as f:
