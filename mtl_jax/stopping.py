@@ -11,6 +11,7 @@ point (each epoch shown, each group), raising there what was lost.
 import contextlib
 import signal
 import sys
+from typing import Iterable, Iterator
 
 _requested_by: list[int] = []  # the signal numbers that asked for a stop, in order
 
@@ -30,8 +31,8 @@ def raise_if_requested() -> None:
 
 
 def requested_by() -> int:
-  """The signal of the last request; SIGINT when none came (a plain Ctrl-C, whose
-  default handler raises KeyboardInterrupt without passing through here)."""
+  """The signal of the last request; SIGINT when none came (a KeyboardInterrupt raised
+  some other way: by Python's own handler outside `handling`, or by code)."""
   return _requested_by[-1] if _requested_by else signal.SIGINT
 
 
@@ -44,7 +45,7 @@ def _quiet_when_requested(unraisable) -> None:
 
 
 @contextlib.contextmanager
-def handling(signals) -> None:
+def handling(signals: Iterable[int]) -> Iterator[None]:
   """While the block runs, each of `signals` whose handler is the default one (SIGINT's
   being Python's default_int_handler) requests a stop. A signal already ignored stays
   ignored: `nohup launch.py` must outlive its terminal. Must run in the main thread."""
