@@ -2,7 +2,8 @@
 outputs, and what makes the suite fit its time on two cores: the tests run in two
 pytest-xdist workers (pytest.ini), and every process they start, theirs and the
 launches', shares one persistent compilation cache, so that a program the tiny runs
-compile again and again (the same model on the same shapes) is compiled once.
+compile again and again (the same model on the same shapes) is compiled once, at XLA's
+quickest optimisation level.
 
 A new experiment whose own sweep flags would make it slow gives them tiny values in
 ALL_TINY."""
@@ -32,6 +33,11 @@ _CACHE_VARIABLES = {"JAX_COMPILATION_CACHE_DIR": None,  # set to a fresh folder 
                     # Tiny programs compile in well under the default 1 s threshold.
                     "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
 
+# The suite's programs are tiny and mostly run a few steps, so compiling dominates: at
+# XLA's optimisation level 0 the CPU compiles them in about half the time. The driving
+# renderer, which runs long, keeps its own level (driving.RENDER_XLA_OPTIONS).
+QUICK_COMPILE_FLAG = "--xla_backend_optimization_level=0"
+
 
 def _is_controller(config) -> bool:
   return not hasattr(config, "workerinput")
@@ -43,6 +49,8 @@ def pytest_configure(config):
   if _is_controller(config) and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     config._mtl_jax_cache = tempfile.mkdtemp(prefix="mtl_jax_tests_jit_cache_")
     os.environ.update({**_CACHE_VARIABLES, "JAX_COMPILATION_CACHE_DIR": config._mtl_jax_cache})
+  if _is_controller(config):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {QUICK_COMPILE_FLAG}".strip()
 
 
 # The files whose tests read the one all-experiments run: on one worker, so that the
