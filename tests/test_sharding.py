@@ -34,6 +34,13 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
+def _xla_flags(*flags: str) -> str:
+  """This process's XLA_FLAGS (the suite's compile level) but a device count, and `flags`."""
+  kept = [f for f in os.environ.get("XLA_FLAGS", "").split()
+          if not f.startswith("--xla_force_host_platform_device_count")]
+  return " ".join([*kept, *flags])
+
+
 def _start(args: list[str], **env) -> subprocess.Popen:
   return subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True,
@@ -58,9 +65,9 @@ def runs(tmp_path_factory):
   out = tmp_path_factory.mktemp("sharding")
   port = _free_port()
   pair = [_start(["launch.py", *SWEEP, f"--out_dir={out / 'two'}", f"--coordinator_address=localhost:{port}",
-                  "--num_processes=2", f"--process_id={i}"], XLA_FLAGS="") for i in range(2)]
+                  "--num_processes=2", f"--process_id={i}"], XLA_FLAGS=_xla_flags()) for i in range(2)]
   worker = _start(["tests/devices_worker.py", str(out), *SWEEP],
-                  XLA_FLAGS="--xla_force_host_platform_device_count=4")
+                  XLA_FLAGS=_xla_flags("--xla_force_host_platform_device_count=4"))
   try:
     _finish(worker)
   finally:
