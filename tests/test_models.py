@@ -35,11 +35,11 @@ def test_parameter_counts(kind, width, depth, shape, expected_joint, expected_si
   joint = joint_model(spec, T, shape)
   separate = separate_models(spec, T, shape)
   key = jax.random.PRNGKey(0)
-  assert param_count(joint.init(key)) == expected_joint
-  assert param_count(separate.init(key)) == T * expected_single
+  assert param_count(jax.eval_shape(joint.init, key)) == expected_joint
+  assert param_count(jax.eval_shape(separate.init, key)) == T * expected_single
   x = jnp.zeros((4, *shape), jnp.uint8)
-  assert joint.apply(joint.init(key), x).shape == (4, T)
-  assert separate.apply(separate.init(key), x).shape == (4, T)
+  for model in (joint, separate):  # compiled: op by op takes seconds
+    assert jax.jit(model.apply)(jax.jit(model.init)(key), x).shape == (4, T)
 
 
 def _task_network(spec, j, shape) -> Model:
@@ -64,8 +64,7 @@ def test_separate_networks_equal_independent_training(kind):
     for a, b in zip(jax.tree.leaves(task_j), jax.tree.leaves(alone.params)):
       np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
   # Training moved the parameters, so the equality above is not of two initialisations.
-  initial = jax.vmap(separate_models(spec, T, shape).init)(
-      jax.vmap(lambda s: jax.random.fold_in(jax.random.PRNGKey(s), 0))(jnp.array(seeds, jnp.uint32)))
+  initial = initial_params(separate_models(spec, T, shape), seeds)
   moved = [np.abs(a - b).max() for a, b in zip(jax.tree.leaves(together.params), jax.tree.leaves(initial))]
   assert max(moved) > 1e-3
 
@@ -79,13 +78,15 @@ def test_separate_networks_in_turn_equal_vmapped(kind):
   y = rng.integers(-1, 2, size=(32, T)).astype(np.int8)
   spec = EncoderSpec(kind, 6, 2)
   vmapped, in_turn = (separate_models(spec, T, shape, nets_in_turn=b) for b in (False, True))
-  params = vmapped.init(jax.random.PRNGKey(3))
-  for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(in_turn.init(jax.random.PRNGKey(3)))):
+  params = jax.jit(vmapped.init)(jax.random.PRNGKey(3))  # compiled: op by op takes seconds
+  for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(jax.jit(in_turn.init)(jax.random.PRNGKey(3)))):
     np.testing.assert_array_equal(a, b)
-  np.testing.assert_allclose(in_turn.apply(params, x), vmapped.apply(params, x), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(jax.jit(in_turn.apply)(params, x), jax.jit(vmapped.apply)(params, x),
+                             rtol=1e-5, atol=1e-6)
   # A loss that weighs each task's logits differently, so every network gets its own gradient.
   loss = lambda model: lambda p: (model.apply(p, x) ** 2 * jnp.arange(1.0, T + 1)).mean()
-  for a, b in zip(jax.tree.leaves(jax.grad(loss(in_turn))(params)), jax.tree.leaves(jax.grad(loss(vmapped))(params))):
+  gradient = lambda model: jax.jit(jax.grad(loss(model)))(params)
+  for a, b in zip(jax.tree.leaves(gradient(in_turn)), jax.tree.leaves(gradient(vmapped))):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
   config = TrainConfig(1e-2, 16, 2)
   losses = [train(model, x, y, [0], config).loss_ExS for model in (vmapped, in_turn)]
@@ -120,8 +121,8 @@ def test_bfloat16_computes_in_bfloat16_but_keeps_float32_parameters():
   y = rng.integers(0, 2, (64, 2)).astype(np.int8)
   f32 = joint_model(EncoderSpec("cnn", 8, 2), 2, (8, 8, 3))
   bf16 = joint_model(EncoderSpec("cnn", 8, 2, "bfloat16"), 2, (8, 8, 3))
-  params = f32.init(jax.random.PRNGKey(0))
-  full, mixed = f32.apply(params, x), bf16.apply(params, x)
+  params = jax.jit(f32.init)(jax.random.PRNGKey(0))
+  full, mixed = jax.jit(f32.apply)(params, x), jax.jit(bf16.apply)(params, x)
   assert mixed.dtype == jnp.float32
   np.testing.assert_allclose(mixed, full, atol=0.05, rtol=0.05)  # bf16 has 8 bits of mantissa
   assert not np.array_equal(mixed, full)

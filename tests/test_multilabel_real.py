@@ -28,8 +28,8 @@ def test_a_folder_and_explicit_sets_are_found_with_their_splits(tmp_path):
 def test_runs_joint_and_separate_on_every_set(tmp_path):
   write_sets(tmp_path / "sets")
   out = tmp_path / "out"
-  result = launch(*TINY, f"--datasets={tmp_path / 'sets'}", "--metrics=micro_f1,hamming_loss",
-                  f"--out_dir={out}")
+  result = launch_in_process(*TINY, f"--datasets={tmp_path / 'sets'}", "--metrics=micro_f1,hamming_loss",
+                             f"--out_dir={out}")
   assert result.returncode == 0, result.stderr
   records = [json.loads(line) for line in open(out / "results.jsonl")]
   by_set = {}
