@@ -5,6 +5,7 @@ time relative to equal weighting at T = 4 and T = 34.
 
   python -m benchmarks.combination [--before=PATH] [--rounds=3]
   python -m benchmarks.combination --methods [--rounds=2] [--only=uw,gls]
+  python -m benchmarks.combination --flops
 
 Each case runs in a fresh process (`--case=NAME`), alternated over rounds, best of
 rounds reported with the spread, so neither side inherits the other's thread pools or
@@ -25,6 +26,8 @@ BEFORE = flags.DEFINE_string("before", None, "A checkout of the package before t
 ROUNDS = flags.DEFINE_integer("rounds", 3, "Rounds; cases alternate within each round.")
 METHODS = flags.DEFINE_bool("methods", False, "Time every registered method (case method:NAME-T4/T34) "
                             "instead of the combination-step cases.")
+FLOPS = flags.DEFINE_bool("flops", False, "Print XLA's FLOP count of one step's gradient for "
+                          "equal weighting and the Jacobian methods at T = 4 and T = 34 (no timing).")
 ONLY = flags.DEFINE_list("only", None, "With --methods: time only these methods (ew is always timed).")
 BATCH, NUM_SCENES, EPOCHS = 128, 2048, 4
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -78,6 +81,8 @@ def main(argv):
     return
   if METHODS.value:
     return time_methods()
+  if FLOPS.value:
+    return count_flops()
   # The before case runs this file from ROOT against the package at --before.
   cases = [("ew-T4", ROOT), *([("before-ew-T4", BEFORE.value)] if BEFORE.value else []),
            ("jacobian-map-T4", ROOT), ("jacobian-vmap-T4", ROOT),
@@ -118,6 +123,33 @@ def time_methods() -> None:
       ms = best[f"method:{name}-T{tasks}"]
       cells.append(f"{ms:>8.2f} {ms / best[f'method:ew-T{tasks}']:>6.2f}")
     print(f"{name:<12} {needs:<13} " + " ".join(cells))
+
+
+def count_flops(methods_counted=("ew", "upgrad", "mgda", "pcgrad")) -> None:
+  """XLA's FLOP count of one step's gradient (forward, backward and the combination; not
+  Adam) on the width-32 CNN at batch 128: what the exact per-task Jacobian costs against
+  the summed loss, whatever the framework. XLA counts a loop's body once, so the count
+  is taken of the loop-free program: the whole batch in one micro-batch, the task axis
+  vmapped (the same FLOPs as in turn)."""
+  import jax
+  import jax.numpy as jnp
+  from mtl_jax import methods, step
+  from mtl_jax.models import EncoderSpec, make_model
+  print(f"width-32 depth-3 joint CNN, batch {BATCH}: GFLOP per step's gradient (x ew)")
+  for tasks in (4, 34):
+    model = make_model("joint", EncoderSpec("cnn", 32, 3), tasks, (32, 32, 3))
+    params = jax.eval_shape(model.init, jax.random.PRNGKey(0))
+    shared = sum(leaf.size for k in model.shared for leaf in jax.tree.leaves(params[k]))
+    data = (jax.ShapeDtypeStruct((BATCH, 32, 32, 3), jnp.uint8), jax.ShapeDtypeStruct((BATCH, tasks), jnp.int8),
+            jax.ShapeDtypeStruct((BATCH,), jnp.int32))
+    flops = {}
+    for name in methods_counted:
+      method = methods.build_method(name)
+      state = jax.eval_shape(lambda: methods.init_state(method, tasks, shared))
+      gradient = step.make_batch_gradient(model, method, BATCH, BATCH, tasks_in_turn=False)
+      compiled = jax.jit(gradient).lower(params, state, jax.random.PRNGKey(0), jnp.bool_(False), *data).compile()
+      flops[name] = compiled.cost_analysis()["flops"]
+    print(f"T = {tasks:>2}: " + ", ".join(f"{name} {f / 1e9:.2f} ({f / flops['ew']:.2f}x)" for name, f in flops.items()))
 
 
 if __name__ == "__main__":
