@@ -2,7 +2,6 @@
 that keep every intermediate array of the step in cache, found by walking the
 gradient's jaxpr (no compilation, no run)."""
 import jax
-import numpy as np
 from jax.extend.core import ClosedJaxpr, Jaxpr
 
 from mtl_jax.losses import masked_logistic_loss
@@ -15,9 +14,10 @@ MICRO_BATCH_BYTES = 5 * 2**19
 def per_example_bytes(model: Model, params, x, y) -> int:
   """Bytes that one more example adds to the largest array of a gradient step: how
   each intermediate grows from a batch of 3 to a batch of 5, at its maximum (not from
-  1, where some operations trace to different shapes)."""
+  1, where some operations trace to different shapes). Only shapes and dtypes are
+  read: params may be jax.ShapeDtypeStructs, and x, y any examples of the data."""
   def sizes(batch: int) -> list[int]:
-    x_batch, y_batch = np.resize(x, (batch, *x.shape[1:])), np.resize(y, (batch, *y.shape[1:]))
+    x_batch, y_batch = (jax.ShapeDtypeStruct((batch, *a.shape[1:]), a.dtype) for a in (x, y))
     loss = lambda p, x, y: masked_logistic_loss(model.apply(p, x), y)
     jaxpr = jax.make_jaxpr(jax.grad(loss))(params, x_batch, y_batch).jaxpr
     return [v.aval.size * v.aval.dtype.itemsize for v in intermediates(jaxpr, scan_outputs=False)]

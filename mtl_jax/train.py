@@ -299,15 +299,15 @@ def _initial_values(model: Model, method: methods.Method, optimizer, keys_S, x_t
   """(parameters, optimizer state, method state) of every seed, and the micro-batch."""
   params = _initialise(model, keys_S)
   if micro_batch is None:
-    micro_batch = choose_micro_batch(model, jax.tree.map(lambda p: p[0], params), x_train[:5],
-                                     y_train[:5], batch_size)
+    one_seed = jax.tree.map(lambda p: jax.ShapeDtypeStruct(p.shape[1:], p.dtype), params)
+    micro_batch = choose_micro_batch(model, one_seed, x_train, y_train, batch_size)
   if not 1 <= micro_batch <= batch_size:
     raise InputError(f"micro-batch size {micro_batch} must be in [1, {batch_size}] (the batch size)")
   if pretrained_shared is not None:
     params = {**params, **jax.tree.map(jnp.array, pretrained_shared)}
   opt_state = jax.jit(jax.vmap(optimizer.init))(params)
   num_tasks = y_train.shape[1]
-  shared_size = sum(leaf[0].size for k in model.shared for leaf in jax.tree.leaves(params[k]))
+  shared_size = sum(math.prod(leaf.shape[1:]) for k in model.shared for leaf in jax.tree.leaves(params[k]))
   method_state = jax.vmap(lambda _: methods.init_state(method, num_tasks, shared_size))(keys_S)
   return params, opt_state, method_state, micro_batch
 
