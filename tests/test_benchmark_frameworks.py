@@ -42,7 +42,7 @@ def test_torch_eager_case_prints_its_row(scenes):
   row = own_process.run_case(frameworks.SCRIPT, ["--framework=torch_eager", f"--data={scenes}", *TINY], ROOT)
   _check_row(row, "torch_eager")
   assert row["threads"]["torch_threads"] == os.cpu_count() and row["threads"]["flush_denormal"]
-  assert row["threads"]["adam"] == "default"  # PyTorch's CPU default unless --torch_adam says
+  assert row["threads"]["adam"] == "fused"  # PyTorch at its best unless --torch_adam says
   assert row["versions"]["torch"]
 
 
