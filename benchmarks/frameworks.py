@@ -34,6 +34,8 @@ from benchmarks import own_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "benchmarks", "framework_case.py")
+# framework_case.py's --torch_adam choices, the default first (PyTorch at its best: fused).
+TORCH_ADAMS = ("fused", "default", "foreach")
 ROUNDS_DISAGREE = 0.30  # best and worst round differ by more: unreliable
 REPEATS_SPREAD = 2.0  # slowest timed repeat over the median of its run, above: unreliable
 # A run that started with the load average above the cores plus one shared the machine
@@ -73,7 +75,7 @@ def arms(case: dict) -> list[str]:
 
 
 def run_arm(case: dict, arm: str, steps: int, repeats: int, data: str, timeout: float,
-            torch_adam: str = "fused") -> dict:
+            torch_adam: str = TORCH_ADAMS[0]) -> dict:
   """One run in a fresh process; a crash or a timeout is a row with an error, so that one
   bad case does not lose the others."""
   framework, _, strategy = arm.partition(":")
@@ -90,7 +92,7 @@ def run_arm(case: dict, arm: str, steps: int, repeats: int, data: str, timeout: 
 
 
 def measure(quick: bool = False, rounds: Optional[int] = None, timeout: float = 600,
-            only: tuple[str, ...] = (), torch_adam: str = "fused") -> list[dict]:
+            only: tuple[str, ...] = (), torch_adam: str = TORCH_ADAMS[0]) -> list[dict]:
   """Every case, its arms alternated over rounds; the rows of every run, each tagged
   with its arm and round."""
   rounds = rounds or (1 if quick else 2)
@@ -236,7 +238,7 @@ def main(argv=None):
   parser.add_argument("--timeout", type=float, default=600, help="Seconds one run may take.")
   parser.add_argument("--cases", default="", help="Only these cases, comma-separated "
                       "(joint-cnn-8, separate-mlp-256-16, ...; default: all).")
-  parser.add_argument("--torch_adam", default="fused", choices=("fused", "default", "foreach"),
+  parser.add_argument("--torch_adam", default=TORCH_ADAMS[0], choices=TORCH_ADAMS,
                       help="PyTorch's Adam: fused (the fastest here), its CPU default (a loop over "
                       "tensors) or foreach.")
   args = parser.parse_args(argv)

@@ -37,8 +37,9 @@ def test_image_depends_only_on_its_params():
 
 def test_images_are_the_same_whatever_optimisation_level_xla_flags_ask(tmp_path, monkeypatch):
   """Rendered in a process whose XLA_FLAGS ask for level 0, against a renderer compiled
-  explicitly at XLA's default level (without the renderer's own level, these 256
-  scenes had one pixel 1 apart)."""
+  explicitly at XLA's default level 3, written out here rather than read from
+  driving.RENDER_XLA_OPTIONS (without the renderer's own level, 6 pixel values of these
+  256 scenes came out 1 apart)."""
   path = tmp_path / "images.npy"
   code = ("import sys, numpy as np; from mtl_jax.data import driving; "
           "np.save(sys.argv[1], driving.render_scenes(256, seed=0)[0])")

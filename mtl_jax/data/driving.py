@@ -489,10 +489,10 @@ _FLOAT_KEYS = ("present", "occluded", "clutter_active")   # bool -> float32 gate
 _SUB = 256      # images per jitted call, side by side in the vector lanes
 
 # The renderer compiles at XLA's default optimisation level (3) whatever XLA_FLAGS say,
-# so that the same seed gives the same images: at level 0, 6 of the 786k pixel values of
-# 256 32x32 scenes came out 1 apart (tests/test_driving.py). It also keeps rendering fast where the flags lower
-# the level for everything else (the test suite): at level 0 it is ~180x slower (2.4 s
-# against 13 ms for 256 scenes).
+# so that the same seed gives the same images: at level 0, 6 of the 786k pixel values
+# of 256 32x32 scenes came out 1 apart (tests/test_driving.py). It also keeps rendering
+# fast where the flags lower the level for everything else (the test suite): at level
+# 0 it is ~180x slower (2.4 s against 13 ms for 256 scenes).
 RENDER_XLA_OPTIONS = {"xla_backend_optimization_level": 3}
 
 
