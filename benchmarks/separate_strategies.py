@@ -1,12 +1,14 @@
-"""How to run T separate networks in one program: vmapped, or in turn (lax.map over
-the stacked parameters), against a loop of single-network programs and PyTorch eager.
+"""How to run T separate networks in one program: vmapped, in turn within each step, or
+one network's epoch at a time, against a loop of single-network programs and PyTorch eager.
 
   python -m benchmarks.separate_strategies [--quick] [--rounds=2] [--encoders=cnn,mlp] [--tasks=4,16,40]
 
 Strategies, each through `mtl_jax.train.train` (1 seed, Adam, batch 128, 2,048 driving
 scenes: 16 steps per epoch), CNN width 16 depth 3 and MLP width 256 depth 2:
-  vmap     separate_models(..., nets_in_turn=False): the T networks vmapped;
-  in_turn  separate_models(..., nets_in_turn=True): lax.map over the T networks;
+  vmap           separate_models(..., strategy="vmap"): the T networks vmapped;
+  in_turn        strategy="in_turn": lax.map over the T networks inside each step;
+  one_at_a_time  strategy="one_at_a_time": each network's whole epoch before the next's
+                 (a lax.map over the networks of a scan over the steps);
   loop     each network trained alone in its own compiled program (benchmarks/run.py's
            JAX loop). Its networks all have the same shapes, so the loop's step is T
            times one network's: the case trains 3 single-task networks one after
@@ -31,7 +33,7 @@ QUICK = flags.DEFINE_bool("quick", False, "T = 4 only, 1 round, 3 epochs: a chec
 ROUNDS = flags.DEFINE_integer("rounds", 2, "Rounds; cases alternate within each round.", lower_bound=1)
 ENCODERS = flags.DEFINE_list("encoders", ["cnn", "mlp"], "Encoders to time.")
 TASKS = flags.DEFINE_list("tasks", ["4", "16", "40"], "Numbers of separate networks T.")
-STRATEGIES = ("vmap", "in_turn")
+STRATEGIES = ("vmap", "in_turn", "one_at_a_time")
 BATCH, NUM_SCENES, LOOP_NETS, TORCH_STEPS = 128, 2048, 3, 30
 WIDTH, DEPTH = {"cnn": 16, "mlp": 256}, {"cnn": 3, "mlp": 2}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,7 +62,7 @@ def run_case(name: str, epochs: int) -> dict:
   spec = EncoderSpec(kind, WIDTH[kind], DEPTH[kind])
   x, y = _data(tasks if strategy in STRATEGIES else LOOP_NETS)
   if strategy in STRATEGIES:
-    ms = _ms_per_step(separate_models(spec, tasks, x.shape[1:], nets_in_turn=strategy == "in_turn"), x, y, epochs)
+    ms = _ms_per_step(separate_models(spec, tasks, x.shape[1:], strategy=strategy), x, y, epochs)
   elif strategy == "loop":
     single = joint_model(spec, 1, x.shape[1:])
     ms = tasks * float(np.median([_ms_per_step(single, x, y[:, j:j + 1], epochs) for j in range(LOOP_NETS)]))

@@ -4,7 +4,7 @@ A `Model` is a pair of pure functions: `init(key) -> params` and
 `apply(params, x_BxHxWxC) -> logits_BxT`. `joint_model` shares one encoder among T
 heads; `separate_models` stacks T single-task networks of the same architecture on
 a leading parameter axis and runs them in one program, vmapped or one after another
-(`nets_in_turn_default` says which).
+(`separate_strategy_default` says which).
 """
 import dataclasses
 import inspect
@@ -134,6 +134,9 @@ class Model(NamedTuple):
   # apply(params, x, dropout_key) and encode(params, x, dropout_key): a key makes the
   # pass stochastic; without one (predicting, selecting epochs) it is deterministic.
   dropout: float = 0.0
+  # Separate networks that may train one at a time: j -> network j alone, a one-task
+  # Model over slice j of every parameter (separate_models' "one_at_a_time"); else None.
+  network: Optional[Callable[[jax.Array], "Model"]] = None
 
 
 # How uint8 pixels become floats, per encoder. Images stay uint8 on the device (4x
@@ -185,34 +188,45 @@ def joint_model(encoder: EncoderSpec, num_tasks: int, input_shape: tuple[int, ..
   return Model(init, apply, shared=("encoder",), encode=encode, decode=decode, dropout=encoder.dropout)
 
 
-# The encoders whose separate networks run in turn on a CPU: the one place of the rule.
-# benchmarks/separate_strategies.py (2,048 scenes, batch 128, Adam, T = 4, 16, 40; on a
-# busy 2-core machine, spreads up to 2.6x; table in docs/speed.md) against a loop of
-# single-network programs: MLPs of width 256 vmapped 0.71-0.73x the loop, in turn
-# 0.85-1.02x (vmapped, the first layer's gradient is one [3072 x T*256] matmul that XLA
-# transposes into the parameters' [T, 3072, 256] layout every step); CNNs of width 16
-# vmapped 1.14-1.52x (their small matmuls batch well), in turn 0.97-1.07x.
-NETS_IN_TURN_ON_CPU = frozenset({"mlp"})
+# How `separate_models` runs its T networks:
+#   vmap           one vmapped program (accelerators: the networks run in parallel);
+#   in_turn        one after another inside each step (`lax.map` over the stacked
+#                  parameters; autodiff makes the backward pass in turn too);
+#   one_at_a_time  as in_turn when applied, and `train` runs each network's whole epoch
+#                  before the next network starts (Model.network), where the method and
+#                  the devices allow (train.one_network_at_a_time).
+SEPARATE_STRATEGIES = ("vmap", "in_turn", "one_at_a_time")
+# The strategy on a CPU: the one place of the rule. benchmarks/separate_strategies.py
+# (2,048 scenes, batch 128, Adam, T = 4, 16, 40; table in docs/speed.md) against a loop
+# of single-network programs: vmapped MLPs of width 256 took 0.66-0.73x the loop's
+# speed, in turn 0.85-0.92x, one at a time 0.xx; CNNs of width 16 vmapped 0.83-1.38x,
+# in turn 0.88-0.95x, one at a time 0.xx. (Vmapped, the MLP's first-layer gradient is
+# one [3072 x T*256] matmul that XLA transposes into the parameters' layout every step;
+# in turn, every step slices each network's parameters and optimizer moments out of the
+# stack and back.)
+SEPARATE_ON_CPU = {"mlp": "one_at_a_time", "cnn": "one_at_a_time"}
 
 
-def nets_in_turn_default(kind: str) -> bool:
-  """Whether `separate_models` runs its T networks one after another (lax.map) rather
-  than vmapped, when not told. On a GPU or TPU they stay vmapped, so that they run in
-  parallel. On a CPU, whichever was faster for the encoder (NETS_IN_TURN_ON_CPU)."""
-  return jax.default_backend() == "cpu" and kind in NETS_IN_TURN_ON_CPU
+def separate_strategy_default(kind: str) -> str:
+  """How `separate_models` runs its T networks when not told: vmapped on a GPU or TPU,
+  so that they run in parallel; on a CPU, whichever was fastest for the encoder."""
+  return SEPARATE_ON_CPU[kind] if jax.default_backend() == "cpu" else "vmap"
 
 
 def separate_models(encoder: EncoderSpec, num_tasks: int, input_shape: tuple[int, ...], *,
-                    nets_in_turn: Optional[bool] = None) -> Model:
+                    strategy: Optional[str] = None) -> Model:
   """One single-task network per task; network j is initialised from split(key, T)[j].
 
   The T networks' parameters are stacked on a leading axis and run inside one program,
-  either vmapped or, with `nets_in_turn`, one after another (`lax.map` over the stacked
-  parameters, which autodiff turns into a backward pass in turn too); the logits are
-  the same either way. None: `nets_in_turn_default(encoder.kind)`. (Keyword-only, so
-  not an architecture option of the command line.)"""
+  as `strategy` (one of SEPARATE_STRATEGIES) says; the logits and the trained
+  parameters are the same either way, up to float rounding. None:
+  `separate_strategy_default(encoder.kind)`. (Keyword-only, so not an architecture
+  option of the command line.)"""
   single = joint_model(encoder, 1, input_shape)
-  in_turn = nets_in_turn_default(encoder.kind) if nets_in_turn is None else nets_in_turn
+  strategy = strategy or separate_strategy_default(encoder.kind)
+  if strategy not in SEPARATE_STRATEGIES:
+    raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(SEPARATE_STRATEGIES)}")
+  in_turn = strategy != "vmap"
 
   def init(key):
     return jax.vmap(single.init)(jax.random.split(key, num_tasks))
@@ -228,7 +242,16 @@ def separate_models(encoder: EncoderSpec, num_tasks: int, input_shape: tuple[int
     logits_TxBx1 = jax.lax.map(one, per_net) if in_turn else jax.vmap(one)(per_net)
     return logits_TxBx1[..., 0].T
 
-  return Model(init, apply, per_task_params=True, dropout=encoder.dropout)
+  def network(j):
+    """Network j (a traced index) of all T alone: one task, drawing the dropout masks
+    that it draws in `apply`."""
+    def apply_one(params, x, dropout_key=None):
+      key = None if dropout_key is None else jax.random.split(dropout_key, num_tasks)[j]
+      return single.apply(params, x, key)
+    return Model(single.init, apply_one, dropout=encoder.dropout)
+
+  return Model(init, apply, per_task_params=True, dropout=encoder.dropout,
+               network=network if strategy == "one_at_a_time" else None)
 
 
 # The soft-sharing architectures build on the encoder blocks above, so they are

@@ -90,13 +90,13 @@ def test_architectures_without_dropout_refuse_it():
     EncoderSpec("mlp", 8, 2, dropout=1.0)
 
 
-@pytest.mark.parametrize("in_turn", [False, True])
-def test_each_separate_network_draws_its_own_masks(in_turn):
+@pytest.mark.parametrize("strategy", ["vmap", "in_turn", "one_at_a_time"])
+def test_each_separate_network_draws_its_own_masks(strategy):
   """Network j under dropout key k is the single-task network j under split(k, T)[j],
-  vmapped or in turn; without a key, the networks are deterministic."""
+  vmapped, in turn or alone (Model.network); without a key, the networks are deterministic."""
   from mtl_jax.models import separate_models
   spec = EncoderSpec("mlp", 32, 1, dropout=RATE)
-  model = separate_models(spec, 3, (10,), nets_in_turn=in_turn)
+  model = separate_models(spec, 3, (10,), strategy=strategy)
   single = joint_model(spec, 1, (10,))
   params = model.init(jax.random.PRNGKey(0))
   x = jnp.asarray(np.random.default_rng(0).normal(size=(8, 10)), jnp.float32)
@@ -106,3 +106,5 @@ def test_each_separate_network_draws_its_own_masks(in_turn):
     one = jax.tree.map(lambda p: p[j], params)
     np.testing.assert_allclose(logits[:, j], single.apply(one, x, k)[:, 0], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(model.apply(params, x)[:, j], single.apply(one, x)[:, 0], rtol=1e-5, atol=1e-6)
+    if model.network is not None:  # network j alone, as training one at a time runs it
+      np.testing.assert_allclose(model.network(j).apply(one, x, key)[:, 0], logits[:, j], rtol=1e-5, atol=1e-6)

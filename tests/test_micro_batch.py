@@ -58,7 +58,7 @@ def test_networks_in_turn_get_one_networks_micro_batch():
   expected = choose_micro_batch(single, single.init(jax.random.PRNGKey(0)), x, y[:, :1], 128)
   chosen = {}
   for in_turn in (True, False):
-    model = separate_models(spec, 4, IMAGE, nets_in_turn=in_turn)
+    model = separate_models(spec, 4, IMAGE, strategy="in_turn" if in_turn else "vmap")
     chosen[in_turn] = choose_micro_batch(model, model.init(jax.random.PRNGKey(0)), x, y, 128)
   assert chosen[True] == expected == 64
   assert chosen[False] < expected

@@ -77,7 +77,7 @@ def test_separate_networks_in_turn_equal_vmapped(kind):
   x = rng.integers(0, 256, size=(32, *shape), dtype=np.uint8)
   y = rng.integers(-1, 2, size=(32, T)).astype(np.int8)
   spec = EncoderSpec(kind, 6, 2)
-  vmapped, in_turn = (separate_models(spec, T, shape, nets_in_turn=b) for b in (False, True))
+  vmapped, in_turn = (separate_models(spec, T, shape, strategy=s) for s in ("vmap", "in_turn"))
   params = jax.jit(vmapped.init)(jax.random.PRNGKey(3))  # compiled: op by op takes seconds
   for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(jax.jit(in_turn.init)(jax.random.PRNGKey(3)))):
     np.testing.assert_array_equal(a, b)
@@ -97,16 +97,18 @@ def test_nets_vmapped_unless_on_a_cpu(monkeypatch):
   import mtl_jax.models as models
   for backend in ("gpu", "tpu"):
     monkeypatch.setattr(jax, "default_backend", lambda: backend)
-    assert not any(models.nets_in_turn_default(kind) for kind in models.ENCODERS)
+    assert all(models.separate_strategy_default(kind) == "vmap" for kind in models.ENCODERS)
   monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
-  assert [models.nets_in_turn_default(kind) for kind in models.ENCODERS] == \
-      [kind in models.NETS_IN_TURN_ON_CPU for kind in models.ENCODERS]
-  # An explicit choice wins over the rule.
+  assert [models.separate_strategy_default(kind) for kind in models.ENCODERS] == \
+      [models.SEPARATE_ON_CPU[kind] for kind in models.ENCODERS]
+  # An explicit choice wins over the rule; only one at a time lets train split the epoch.
   x = jnp.zeros((2, 8, 8, 3), jnp.uint8)
-  jaxpr = lambda in_turn: str(jax.make_jaxpr(separate_models(EncoderSpec("mlp", 4, 1), T, (8, 8, 3),
-                                                             nets_in_turn=in_turn).apply)(
-      separate_models(EncoderSpec("mlp", 4, 1), T, (8, 8, 3)).init(jax.random.PRNGKey(0)), x))
-  assert "scan" in jaxpr(True) and "scan" not in jaxpr(False)
+  built = {s: separate_models(EncoderSpec("mlp", 4, 1), T, (8, 8, 3), strategy=s) for s in models.SEPARATE_STRATEGIES}
+  jaxpr = lambda s: str(jax.make_jaxpr(built[s].apply)(built["vmap"].init(jax.random.PRNGKey(0)), x))
+  assert "scan" in jaxpr("in_turn") and "scan" in jaxpr("one_at_a_time") and "scan" not in jaxpr("vmap")
+  assert [built[s].network is not None for s in models.SEPARATE_STRATEGIES] == [False, False, True]
+  with pytest.raises(ValueError, match="unknown strategy"):
+    separate_models(EncoderSpec("mlp", 4, 1), T, (8, 8, 3), strategy="parallel")
 
 
 @pytest.mark.parametrize("kind,width,depth", [("rnn", 4, 1), ("mlp", 0, 1), ("cnn", 4, 0)])

@@ -7,7 +7,7 @@ from typing import Callable
 from mtl_jax.errors import InputError
 from mtl_jax.methods.base import (LOSSES, NEEDS, REPR_GRADS, SHARED_GRADS, Method, Terms, Update,
                                   flat_jacobian, unflatten_like)
-from mtl_jax.methods.equal_weighting import equal_weighting
+from mtl_jax.methods.equal_weighting import equal_weighting, is_equal_weighting
 # Modules, not their builders, are imported by name: a builder named like its module
 # would otherwise replace the module as this package's attribute.
 from mtl_jax.methods import (aligned_mtl, cagrad, db_mtl, dualproj, gradnorm, gradvac, imtl, mgda,
@@ -65,4 +65,5 @@ def build_method(name: str, options: tuple[tuple[str, float], ...] = ()) -> Meth
 
 
 __all__ = ["LOSSES", "METHODS", "NEEDS", "REPR_GRADS", "SHARED_GRADS", "DEFAULT_METHOD", "Method",
-           "Terms", "Update", "build_method", "init_state", "flat_jacobian", "hyper_parameters", "unflatten_like"]
+           "Terms", "Update", "build_method", "init_state", "flat_jacobian", "hyper_parameters", "is_equal_weighting",
+           "unflatten_like"]

@@ -15,3 +15,10 @@ def equal_weighting() -> Method:
 
 
 EQUAL_WEIGHTING = equal_weighting()
+
+
+def is_equal_weighting(method: Method) -> bool:
+  """Whether `method` is equal weighting: every task's loss weighed by 1 whatever the
+  batch, so that the gradient of separate networks splits into independent networks'
+  (train.one_network_at_a_time)."""
+  return method.combine is combine
