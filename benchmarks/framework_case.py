@@ -19,10 +19,9 @@ Both frameworks: batch 128, Adam (learning rate 3e-3), the masked logistic loss,
 seed, the same driving scenes and random labels, resident in memory before timing.
 A repeat is `--steps` steps (an epoch of steps x 128 scenes, shuffled); JAX runs each
 epoch as one compiled lax.scan through this package's own `train`.
-JAX strategies for separate networks: vmap (the T networks as one vmapped program),
-loop (each network trained by its own `train` call, one after another; its repeat is the
-sum of the T networks' repeats), in_turn (separate_models(..., nets_in_turn=True), where
-this package has it).
+JAX strategies for separate networks: vmap, in_turn and one_at_a_time (the strategies of
+separate_models, models.SEPARATE_STRATEGIES), and loop (each network trained by its own
+`train` call, one after another; its repeat is the sum of the T networks' repeats).
 PyTorch as a user would set it up on a CPU: every core (set_num_threads(os.cpu_count())),
 denormals flushed, channels_last for the CNN (--channels_last), data as tensors, T
 separate networks trained in a Python loop; torch_compile wraps the forward pass and
@@ -53,7 +52,8 @@ DEPTH = flags.DEFINE_integer("depth", None, "Encoder depth (default: 3 for a CNN
 TASKS = flags.DEFINE_integer("tasks", 4, "Number of tasks T.", lower_bound=1)
 STEPS = flags.DEFINE_integer("steps", 16, "Steps per repeat (an epoch of steps x 128 scenes).", lower_bound=1)
 REPEATS = flags.DEFINE_integer("repeats", 5, "Timed repeats after the untimed first one.", lower_bound=1)
-STRATEGY = flags.DEFINE_enum("strategy", "vmap", ["vmap", "loop", "in_turn"], "JAX separate networks: how.")
+STRATEGY = flags.DEFINE_enum("strategy", "vmap", ["vmap", "in_turn", "one_at_a_time", "loop"],
+                              "JAX separate networks: how (a strategy of separate_models, or the loop).")
 CHANNELS_LAST = flags.DEFINE_bool("channels_last", True, "PyTorch CNN in channels_last memory format.")
 # PyTorch at its best: fused Adam (one kernel per optimizer) made 16 separate CNNs 17-28%
 # faster than PyTorch's CPU default and the joint CNN no slower (docs/speed.md).
@@ -128,13 +128,12 @@ def _jax_models(spec, x, y) -> list[tuple]:
     return [(joint_model(spec, num_tasks, shape), y)]
   if STRATEGY.value == "loop":
     return [(joint_model(spec, 1, shape), y[:, j:j + 1]) for j in range(num_tasks)]
-  # Another change adds nets_in_turn to separate_models; pass it where it exists, so that
-  # vmap stays vmap whatever the default becomes.
-  has_in_turn = "nets_in_turn" in inspect.signature(separate_models).parameters
-  if STRATEGY.value == "in_turn" and not has_in_turn:
-    raise Unavailable("unavailable (no nets_in_turn)")
-  options = {"nets_in_turn": STRATEGY.value == "in_turn"} if has_in_turn else {}
-  return [(separate_models(spec, num_tasks, shape, **options), y)]
+  # Older checkouts of the package lack the strategy keyword (they vmapped): say so.
+  if "strategy" not in inspect.signature(separate_models).parameters:
+    if STRATEGY.value != "vmap":
+      raise Unavailable(f"unavailable (no strategy {STRATEGY.value!r} in this checkout)")
+    return [(separate_models(spec, num_tasks, shape), y)]
+  return [(separate_models(spec, num_tasks, shape, strategy=STRATEGY.value), y)]
 
 
 def jax_row(x, y, depth: int) -> dict:

@@ -1,5 +1,6 @@
 """How to run T separate networks in one program: vmapped, in turn within each step, or
-one network's epoch at a time, against a loop of single-network programs and PyTorch eager.
+one network's epoch at a time, against a loop of single-network programs. (PyTorch's
+time for the same networks: benchmarks/frameworks.py.)
 
   python -m benchmarks.separate_strategies [--quick] [--rounds=2] [--encoders=cnn,mlp] [--tasks=4,16,40]
 
@@ -9,11 +10,10 @@ scenes: 16 steps per epoch), CNN width 16 depth 3 and MLP width 256 depth 2:
   in_turn        strategy="in_turn": lax.map over the T networks inside each step;
   one_at_a_time  strategy="one_at_a_time": each network's whole epoch before the next's
                  (a lax.map over the networks of a scan over the steps);
-  loop     each network trained alone in its own compiled program (benchmarks/run.py's
-           JAX loop). Its networks all have the same shapes, so the loop's step is T
-           times one network's: the case trains 3 single-task networks one after
-           another and takes T x their median step, instead of compiling T programs;
-  torch    PyTorch eager training one such network (benchmarks/torch_reference.py), x T.
+  loop           each network trained alone in its own compiled program. Its networks
+                 all have the same shapes, so the loop's step is T times one network's:
+                 the case trains 3 single-task networks one after another and takes
+                 T x their median step, instead of compiling T programs.
 Each case runs in its own fresh process (benchmarks/own_process.py), cases alternate
 over rounds (reversed every other round), and the table gives the best of rounds with
 the spread (worst / best). Step time is the median epoch after the first, per step.
@@ -34,7 +34,7 @@ ROUNDS = flags.DEFINE_integer("rounds", 2, "Rounds; cases alternate within each 
 ENCODERS = flags.DEFINE_list("encoders", ["cnn", "mlp"], "Encoders to time.")
 TASKS = flags.DEFINE_list("tasks", ["4", "16", "40"], "Numbers of separate networks T.")
 STRATEGIES = ("vmap", "in_turn", "one_at_a_time")
-BATCH, NUM_SCENES, LOOP_NETS, TORCH_STEPS = 128, 2048, 3, 30
+BATCH, NUM_SCENES, LOOP_NETS = 128, 2048, 3
 WIDTH, DEPTH = {"cnn": 16, "mlp": 256}, {"cnn": 3, "mlp": 2}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -63,13 +63,9 @@ def run_case(name: str, epochs: int) -> dict:
   x, y = _data(tasks if strategy in STRATEGIES else LOOP_NETS)
   if strategy in STRATEGIES:
     ms = _ms_per_step(separate_models(spec, tasks, x.shape[1:], strategy=strategy), x, y, epochs)
-  elif strategy == "loop":
+  else:  # the loop
     single = joint_model(spec, 1, x.shape[1:])
     ms = tasks * float(np.median([_ms_per_step(single, x, y[:, j:j + 1], epochs) for j in range(LOOP_NETS)]))
-  else:
-    from benchmarks import torch_reference
-    run = torch_reference.separate_stepper(kind, spec.width, spec.depth, x, y[:, :1], BATCH)
-    ms = tasks * 1000 * float(np.median(run(TORCH_STEPS)))
   return {"case": name, "ms_per_step": ms, "backend": jax.default_backend()}
 
 
@@ -84,12 +80,10 @@ def main(argv):
   rounds = 1 if QUICK.value else ROUNDS.value
   if any(k not in WIDTH for k in ENCODERS.value):
     sys.exit(f"error: --encoders takes {', '.join(WIDTH)}")
-  from benchmarks import torch_reference
-  # The loop and PyTorch cases time one network, whatever T: each is run once per
-  # encoder (as T = 1) and scaled by T in the table.
-  baselines = ["loop"] + ["torch"] * torch_reference.available()
+  # The loop times one network, whatever T: it is run once per encoder (as T = 1) and
+  # scaled by T in the table.
   cases = [f"{s}-{k}-{t}" for k in ENCODERS.value for t in tasks_list for s in STRATEGIES]
-  cases += [f"{b}-{k}-1" for k in ENCODERS.value for b in baselines]
+  cases += [f"loop-{k}-1" for k in ENCODERS.value]
   results: dict[str, list[float]] = {}
   for r in range(rounds):
     for case in (cases if r % 2 == 0 else cases[::-1]):
@@ -100,10 +94,9 @@ def main(argv):
   spread = {case: max(v) / min(v) for case, v in results.items()}
   print(f"\nseparate networks, batch {BATCH}, 1 seed, Adam; ms per step of all T networks, best of "
         f"{rounds} round(s), each case in its own process; (spread: worst / best); ratio columns: "
-        "the loop's (or PyTorch's) time over the strategy's, higher is faster")
+        "the loop's time over the strategy's, higher is faster")
   head = "| encoder | T | " + " | ".join(f"{s} ms (spread)" for s in STRATEGIES) + " | loop ms | " + \
-         " | ".join(f"{s} / loop" for s in STRATEGIES) + \
-         (" | torch ms | " + " | ".join(f"{s} / torch" for s in STRATEGIES) if "torch" in baselines else "") + " |"
+         " | ".join(f"{s} / loop" for s in STRATEGIES) + " |"
   print(head)
   print("|" + "---|" * (head.count("|") - 1))
   for k in ENCODERS.value:
@@ -113,9 +106,6 @@ def main(argv):
       cells += [f"{ms[s]:.2f} ({spread[f'{s}-{k}-{t}']:.2f})" for s in STRATEGIES]
       loop = t * best[f"loop-{k}-1"]
       cells += [f"{loop:.2f} ({spread[f'loop-{k}-1']:.2f})"] + [f"{loop / ms[s]:.2f}" for s in STRATEGIES]
-      if "torch" in baselines:
-        torch_ms = t * best[f"torch-{k}-1"]
-        cells += [f"{torch_ms:.2f} ({spread[f'torch-{k}-1']:.2f})"] + [f"{torch_ms / ms[s]:.2f}" for s in STRATEGIES]
       print("| " + " | ".join(cells) + " |")
 
 

@@ -103,9 +103,10 @@ def model_bytes(model: Model, example_shape: Sequence[int], x_dtype, num_tasks: 
   per-task gradients a gradient-combination method takes, and the largest activation
   of a training batch or of a validation chunk (scored for every seed at once); and
   every seed's logits of every split (runs.py's predict). Separate networks are traced
-  as `model.apply` runs them, vmapped or in turn (models.nets_in_turn_default): either
-  way the gradient holds every network's activations at once (a scan stacks what its
-  backward pass needs), so the estimate counts them all."""
+  as `model.apply` runs them, vmapped or in turn (models.separate_strategy_default):
+  either way the gradient holds every network's activations at once (a scan stacks what
+  its backward pass needs), so the estimate counts them all; trained one at a time, they
+  need one network's, so the estimate is an upper bound there."""
   seeds, epochs, num_val = training.seeds, training.epochs, sizes[1]
   params = jax.eval_shape(model.init, jax.random.PRNGKey(0))
   param_size = tree_bytes(params)

@@ -84,12 +84,18 @@ def test_failed_and_unavailable_cases():
   assert frameworks.ratio_cell(missing, frameworks.summarize([_run(5.0)])) == "torch not installed"
 
 
-def test_tables_from_hand_made_rows():
+def test_tables_from_hand_made_rows(monkeypatch):
+  """Separate networks: every JAX strategy's time, and the ratios against the one that
+  `train` runs by default on a CPU (models.SEPARATE_ON_CPU, here one_at_a_time)."""
+  import mtl_jax.models
+  monkeypatch.setattr(mtl_jax.models, "SEPARATE_ON_CPU", {"mlp": "one_at_a_time", "cnn": "vmap"})
+  jax_ms = {"jax": 10.0, "jax:vmap": 10.0, "jax:in_turn": 12.0, "jax:one_at_a_time": 8.0, "jax:loop": 9.6}
   rows = []
   for case in frameworks.cases(quick=True):
     for arm in frameworks.arms(case):
-      rows.append({**case, "arm": arm, "round": 1, "compile_s": 1.0, **_run(20.0 if arm.startswith("torch") else 10.0)})
+      rows.append({**case, "arm": arm, "round": 1, "compile_s": 1.0, **_run(jax_ms.get(arm, 20.0))})
   table = frameworks.tables(rows, quick=True)
   assert "| CNN width 16, depth 3 | 10.00 | 20.00 | 20.00 | 2.00 | 2.00 | 1.0, 1.0 |" in table
-  assert "| MLP width 256, depth 2, T = 4 | 10.00 | 10.00 | 10.00 | 1.00 | 1.00 | 20.00 | 20.00 | 2.00 (vmap) |" \
-         in table
+  assert ("| MLP width 256, depth 2, T = 4 | 10.00 | 12.00 | 8.00 | 9.60 | 1.20 (one_at_a_time) | 20.00 | 20.00 "
+          "| 2.50 (one_at_a_time) | 2.50 (one_at_a_time) |") in table
+  assert "| CNN width 16, depth 3, T = 4 | 10.00 | 12.00 | 8.00 | 9.60 | 0.96 (vmap) |" in table
