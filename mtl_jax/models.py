@@ -197,13 +197,13 @@ def joint_model(encoder: EncoderSpec, num_tasks: int, input_shape: tuple[int, ..
 #                  the devices allow (train.one_network_at_a_time).
 SEPARATE_STRATEGIES = ("vmap", "in_turn", "one_at_a_time")
 # The strategy on a CPU: the one place of the rule. benchmarks/separate_strategies.py
-# (2,048 scenes, batch 128, Adam, T = 4, 16, 40; table in docs/speed.md) against a loop
-# of single-network programs: vmapped MLPs of width 256 took 0.66-0.73x the loop's
-# speed, in turn 0.85-0.92x, one at a time 0.xx; CNNs of width 16 vmapped 0.83-1.38x,
-# in turn 0.88-0.95x, one at a time 0.xx. (Vmapped, the MLP's first-layer gradient is
-# one [3072 x T*256] matmul that XLA transposes into the parameters' layout every step;
-# in turn, every step slices each network's parameters and optimizer moments out of the
-# stack and back.)
+# (2,048 scenes, batch 128, Adam, T = 4, 16, 40, best of 2 alternated rounds; table in
+# docs/speed.md) against a loop of single-network programs: one at a time ran at
+# 1.08-1.45x the loop's speed, in turn 0.92-1.04x, vmapped 0.72-1.20x, for CNNs of
+# width 16 and MLPs of width 256 alike. (Vmapped, the MLP's first-layer gradient is one
+# [3072 x T*256] matmul that XLA transposes into the parameters' layout every step; in
+# turn, every step slices each network's parameters and moments out of the stack and
+# back; one at a time, each network's stay in cache through its steps.)
 SEPARATE_ON_CPU = {"mlp": "one_at_a_time", "cnn": "one_at_a_time"}
 
 
