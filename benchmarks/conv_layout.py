@@ -29,11 +29,12 @@ class LaxConvEncoder(nn.Module):
   """The same encoder as models.CNNEncoder, written with nn.Conv."""
   width: int
   depth: int
+  dropout: float = 0.0
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, deterministic: bool = True):
     for _ in range(self.depth):
-      x = nn.relu(nn.Conv(self.width, (3, 3), strides=(2, 2))(x))
+      x = models._dropped(nn.relu(nn.Conv(self.width, (3, 3), strides=(2, 2))(x)), self.dropout, deterministic)
     return x.reshape(x.shape[0], -1)
 
 
