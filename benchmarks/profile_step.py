@@ -1,7 +1,7 @@
 """Where a training step's time goes, op by op: the joint network's epochs through
 `train`, under JAX's profiler, with XLA's per-op events summed by kind of op.
 
-  python -m benchmarks.profile_step [--encoder=cnn] [--width=32] [--depth=3] [--epochs=6]
+  python -m benchmarks.profile_step [--encoder=cnn] [--width=32] [--depth=3] [--tasks=4] [--epochs=6]
 
 XLA:CPU records one event per executed op (a fusion, a dot, a copy) on its worker
 threads; `jax.profiler.ProfileData` reads them back without TensorFlow. The kind of an
@@ -22,8 +22,9 @@ ENCODER = flags.DEFINE_enum("encoder", "cnn", ["cnn", "mlp"], "Encoder kind.")
 WIDTH = flags.DEFINE_integer("width", 32, "Encoder width.", lower_bound=1)
 DEPTH = flags.DEFINE_integer("depth", 3, "Encoder depth.", lower_bound=1)
 EPOCHS = flags.DEFINE_integer("epochs", 6, "Epochs profiled.", lower_bound=1)
+TASKS = flags.DEFINE_integer("tasks", 4, "Tasks (1: one of the separate networks).", lower_bound=1)
 TOP = flags.DEFINE_integer("top", 12, "Kinds of op listed.", lower_bound=1)
-NUM_SCENES, BATCH, TASKS = 2048, 128, 4
+NUM_SCENES, BATCH = 2048, 128
 # Events that are not ops: the executor's own spans, its threads waiting, and the short
 # "end: OP" markers that close an op run asynchronously (its time is the op's event).
 NOT_OPS = ("ThunkExecutor", "SlinkyThreadPool", "end: ")
@@ -54,8 +55,8 @@ def main(argv):
   from mtl_jax.models import EncoderSpec, joint_model
   from mtl_jax.train import TrainConfig, train
   x, _ = driving.render_scenes(NUM_SCENES, 0)
-  y = np.random.default_rng(0).integers(0, 2, (NUM_SCENES, TASKS)).astype(np.int8)
-  model = joint_model(EncoderSpec(ENCODER.value, WIDTH.value, DEPTH.value), TASKS, x.shape[1:])
+  y = np.random.default_rng(0).integers(0, 2, (NUM_SCENES, TASKS.value)).astype(np.int8)
+  model = joint_model(EncoderSpec(ENCODER.value, WIDTH.value, DEPTH.value), TASKS.value, x.shape[1:])
   ends = []
   with tempfile.TemporaryDirectory(prefix="profile_step_") as trace_dir:
     with jax.profiler.trace(trace_dir):
@@ -66,7 +67,7 @@ def main(argv):
   wall_ms = 1e3 * float(np.median(np.diff(ends))) / (NUM_SCENES // BATCH) if len(ends) > 1 else float("nan")
   total = sum(nanoseconds.values())
   print(f"{jax.devices()[0].device_kind}: joint {ENCODER.value} width {WIDTH.value} depth {DEPTH.value}, "
-        f"batch {BATCH}, {TASKS} tasks; per step: wall {wall_ms:.2f} ms (median epoch after the first), "
+        f"batch {BATCH}, {TASKS.value} tasks; per step: wall {wall_ms:.2f} ms (median epoch after the first), "
         f"op time {total / steps / 1e6:.2f} ms over {sum(count.values()) / steps:.0f} ops")
   print("| kind of op | ms per step | share of op time | ops per step |\n|---|---|---|---|")
   for kind, ns in nanoseconds.most_common(TOP.value):
