@@ -200,7 +200,8 @@ SEPARATE_STRATEGIES = ("vmap", "in_turn", "one_at_a_time")
 # (2,048 scenes, batch 128, Adam, T = 4, 16, 40, best of 2 alternated rounds; table in
 # docs/speed.md) against a loop of single-network programs: one at a time ran at
 # 1.08-1.45x the loop's speed, in turn 0.92-1.04x, vmapped 0.72-1.20x, for CNNs of
-# width 16 and MLPs of width 256 alike. (Vmapped, the MLP's first-layer gradient is one
+# width 16 and MLPs of width 256 alike (0.94-1.10x against T real `train` calls in
+# benchmarks/frameworks.py, where vmapped CNNs won at T = 4 only). (Vmapped, the MLP's first-layer gradient is one
 # [3072 x T*256] matmul that XLA transposes into the parameters' layout every step; in
 # turn, every step slices each network's parameters and moments out of the stack and
 # back; one at a time, each network's stay in cache through its steps.)
