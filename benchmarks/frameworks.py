@@ -170,10 +170,10 @@ def _summaries(rows: list[dict]) -> dict:
   return by_case_arm
 
 
-def _package_default(encoder: str) -> str:
-  """The strategy `train` runs separate networks with on a CPU, where these are measured."""
-  from mtl_jax.models import SEPARATE_ON_CPU
-  return SEPARATE_ON_CPU[encoder]
+def _package_default(case: dict) -> str:
+  """The strategy `train` runs the case's separate networks with on a CPU, where these are measured."""
+  from mtl_jax.models import separate_strategy_on_cpu
+  return separate_strategy_on_cpu(case["encoder"], case["tasks"])
 
 
 def tables(rows: list[dict], quick: bool) -> str:
@@ -192,7 +192,7 @@ def tables(rows: list[dict], quick: bool) -> str:
   for case in (c for c in cases(quick) if c["case"] == "separate" and _measured(runs, c)):
     key = tuple(case.values())
     s = {arm: summarize(runs.get((*key, arm), [])) for arm in arms(case)}
-    default = _package_default(case["encoder"])
+    default = _package_default(case)
     ours = s[f"jax:{default}"]
     out.append(f"| {case_name(case)} | " + " | ".join(time_cell(s[f"jax:{a}"]) for a in JAX_STRATEGIES)
                + f" | {_named(ratio_cell(s['jax:loop'], ours), default)} | {time_cell(s['torch_eager'])} "

@@ -196,22 +196,29 @@ def joint_model(encoder: EncoderSpec, num_tasks: int, input_shape: tuple[int, ..
 #                  before the next network starts (Model.network), where the method and
 #                  the devices allow (train.one_network_at_a_time).
 SEPARATE_STRATEGIES = ("vmap", "in_turn", "one_at_a_time")
-# The strategy on a CPU: the one place of the rule. benchmarks/separate_strategies.py
-# (2,048 scenes, batch 128, Adam, T = 4, 16, 40, best of 2 alternated rounds; table in
-# docs/speed.md) against a loop of single-network programs: one at a time ran at
-# 1.08-1.45x the loop's speed, in turn 0.92-1.04x, vmapped 0.72-1.20x, for CNNs of
-# width 16 and MLPs of width 256 alike (0.94-1.10x against T real `train` calls in
-# benchmarks/frameworks.py, where vmapped CNNs won at T = 4 only). (Vmapped, the MLP's first-layer gradient is one
-# [3072 x T*256] matmul that XLA transposes into the parameters' layout every step; in
-# turn, every step slices each network's parameters and moments out of the stack and
-# back; one at a time, each network's stay in cache through its steps.)
-SEPARATE_ON_CPU = {"mlp": "one_at_a_time", "cnn": "one_at_a_time"}
+# The strategy on a CPU: the one place of the rule. Each encoder's networks run vmapped
+# up to this many of them, and one at a time beyond. Against a loop of single-network
+# programs (benchmarks/separate_strategies.py, and T real `train` calls in
+# benchmarks/frameworks.py; batch 128, Adam, T = 4, 16, 40, each case in its own
+# process, best of 2 alternated rounds; tables in docs/speed.md), one at a time ran at
+# 0.94-1.45x the loop's speed for CNNs of width 16 and MLPs of width 256, in turn
+# 0.92-1.04x, vmapped MLPs 0.72-0.81x. Four vmapped CNNs beat one at a time 1.27x and
+# 1.33x in two of three sittings (their small matmuls batch well); at T = 16 the
+# sittings split, at T = 40 one at a time won. (Vmapped, the MLP's first-layer
+# gradient is one [3072 x T*256] matmul that XLA transposes into the parameters' layout
+# every step; in turn, every step slices each network's parameters and moments out of
+# the stack and back; one at a time, each network's stay in cache through its steps.)
+VMAPPED_ON_CPU_UP_TO = {"mlp": 0, "cnn": 4}
 
 
-def separate_strategy_default(kind: str) -> str:
-  """How `separate_models` runs its T networks when not told: vmapped on a GPU or TPU,
-  so that they run in parallel; on a CPU, whichever was fastest for the encoder."""
-  return SEPARATE_ON_CPU[kind] if jax.default_backend() == "cpu" else "vmap"
+def separate_strategy_on_cpu(kind: str, num_tasks: int) -> str:
+  return "vmap" if num_tasks <= VMAPPED_ON_CPU_UP_TO[kind] else "one_at_a_time"
+
+
+def separate_strategy_default(kind: str, num_tasks: int) -> str:
+  """How `separate_models` runs T networks when not told: vmapped on a GPU or TPU, so
+  that they run in parallel; on a CPU, whichever was fastest (separate_strategy_on_cpu)."""
+  return separate_strategy_on_cpu(kind, num_tasks) if jax.default_backend() == "cpu" else "vmap"
 
 
 def separate_models(encoder: EncoderSpec, num_tasks: int, input_shape: tuple[int, ...], *,
@@ -221,10 +228,10 @@ def separate_models(encoder: EncoderSpec, num_tasks: int, input_shape: tuple[int
   The T networks' parameters are stacked on a leading axis and run inside one program,
   as `strategy` (one of SEPARATE_STRATEGIES) says; the logits and the trained
   parameters are the same either way, up to float rounding. None:
-  `separate_strategy_default(encoder.kind)`. (Keyword-only, so not an architecture
+  `separate_strategy_default(encoder.kind, num_tasks)`. (Keyword-only, so not an architecture
   option of the command line.)"""
   single = joint_model(encoder, 1, input_shape)
-  strategy = strategy or separate_strategy_default(encoder.kind)
+  strategy = strategy or separate_strategy_default(encoder.kind, num_tasks)
   if strategy not in SEPARATE_STRATEGIES:
     raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(SEPARATE_STRATEGIES)}")
   in_turn = strategy != "vmap"

@@ -86,9 +86,10 @@ def test_failed_and_unavailable_cases():
 
 def test_tables_from_hand_made_rows(monkeypatch):
   """Separate networks: every JAX strategy's time, and the ratios against the one that
-  `train` runs by default on a CPU (models.SEPARATE_ON_CPU, here one_at_a_time)."""
+  `train` runs by default on a CPU (models.separate_strategy_on_cpu: here MLPs one at a
+  time, CNNs vmapped)."""
   import mtl_jax.models
-  monkeypatch.setattr(mtl_jax.models, "SEPARATE_ON_CPU", {"mlp": "one_at_a_time", "cnn": "vmap"})
+  monkeypatch.setattr(mtl_jax.models, "VMAPPED_ON_CPU_UP_TO", {"mlp": 0, "cnn": 4})
   jax_ms = {"jax": 10.0, "jax:vmap": 10.0, "jax:in_turn": 12.0, "jax:one_at_a_time": 8.0, "jax:loop": 9.6}
   rows = []
   for case in frameworks.cases(quick=True):

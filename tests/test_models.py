@@ -97,10 +97,12 @@ def test_nets_vmapped_unless_on_a_cpu(monkeypatch):
   import mtl_jax.models as models
   for backend in ("gpu", "tpu"):
     monkeypatch.setattr(jax, "default_backend", lambda: backend)
-    assert all(models.separate_strategy_default(kind) == "vmap" for kind in models.ENCODERS)
+    assert all(models.separate_strategy_default(kind, t) == "vmap" for kind in models.ENCODERS for t in (1, 40))
   monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
-  assert [models.separate_strategy_default(kind) for kind in models.ENCODERS] == \
-      [models.SEPARATE_ON_CPU[kind] for kind in models.ENCODERS]
+  for kind in models.ENCODERS:
+    most = models.VMAPPED_ON_CPU_UP_TO[kind]
+    assert models.separate_strategy_default(kind, most + 1) == "one_at_a_time"
+    assert most == 0 or models.separate_strategy_default(kind, most) == "vmap"
   # An explicit choice wins over the rule; only one at a time lets train split the epoch.
   x = jnp.zeros((2, 8, 8, 3), jnp.uint8)
   built = {s: separate_models(EncoderSpec("mlp", 4, 1), T, (8, 8, 3), strategy=s) for s in models.SEPARATE_STRATEGIES}

@@ -21,9 +21,10 @@ def _data():
   return x, y
 
 
-def _trained(spec: EncoderSpec, strategy: str, method: str = "ew"):
+def _trained(spec: EncoderSpec, strategy: str, method: str = "ew", **config_options):
   x, y = _data()
-  config = TrainConfig(learning_rate=1e-2, batch_size=32, epochs=3, select_epoch="best_val", method=method)
+  config = TrainConfig(learning_rate=1e-2, batch_size=32, epochs=3, select_epoch="best_val", method=method,
+                       **config_options)
   return train(separate_models(spec, T, SHAPE, strategy=strategy), x[32:], y[32:], [0, 1], config,
                validation=(x[:32], y[:32]))
 
@@ -39,6 +40,15 @@ def test_one_at_a_time_trains_what_in_turn_trains(spec):
   np.testing.assert_array_equal(alone.selected_epoch_S, interleaved.selected_epoch_S)
   assert alone.selected_epoch_S.shape == (2, T)
   assert np.isnan(alone.cosine_ExS).all() and np.isnan(interleaved.cosine_ExS).all()
+
+
+@pytest.mark.parametrize("options", [dict(optimizer="sgd"), dict(weight_decay=0.1)], ids=["sgd", "adamw"])
+def test_every_optimizer_state_splits_into_networks(options):
+  """SGD's state has no leaves, AdamW's a chain of them: each network gets its own part."""
+  spec = EncoderSpec("mlp", 6, 1)
+  alone, interleaved = _trained(spec, "one_at_a_time", **options), _trained(spec, "in_turn", **options)
+  for a, b in zip(jax.tree.leaves(alone.params), jax.tree.leaves(interleaved.params)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def _scan_lengths(jaxpr, depth=0):
