@@ -55,10 +55,7 @@ REPEATS = flags.DEFINE_integer("repeats", 5, "Timed repeats after the untimed fi
 STRATEGY = flags.DEFINE_enum("strategy", "vmap", ["vmap", "in_turn", "one_at_a_time", "loop"],
                               "JAX separate networks: how (a strategy of separate_models, or the loop).")
 CHANNELS_LAST = flags.DEFINE_bool("channels_last", True, "PyTorch CNN in channels_last memory format.")
-# PyTorch at its best: fused Adam (one kernel per optimizer) made 16 separate CNNs 17-28%
-# faster than PyTorch's CPU default and the joint CNN no slower (docs/speed.md).
-TORCH_ADAMS = ("fused", "default", "foreach")
-TORCH_ADAM = flags.DEFINE_enum("torch_adam", TORCH_ADAMS[0], list(TORCH_ADAMS),
+TORCH_ADAM = flags.DEFINE_enum("torch_adam", torch_reference.TORCH_ADAMS[0], list(torch_reference.TORCH_ADAMS),
                                "PyTorch's Adam: fused, its CPU default (a loop over tensors), or foreach.")
 TORCH_THREADS = flags.DEFINE_integer("torch_threads", None, "PyTorch threads (default: os.cpu_count(), every core).")
 DATA = flags.DEFINE_string("data", None, "An .npz of scenes (x) and labels (y) to read; made if missing.")

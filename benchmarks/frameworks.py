@@ -30,12 +30,11 @@ from typing import Optional
 
 import numpy as np
 
-from benchmarks import own_process
+from benchmarks import own_process, torch_reference
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "benchmarks", "framework_case.py")
-# framework_case.py's --torch_adam choices, the default first (PyTorch at its best: fused).
-TORCH_ADAMS = ("fused", "default", "foreach")
+TORCH_ADAMS = torch_reference.TORCH_ADAMS  # framework_case.py's --torch_adam choices
 ROUNDS_DISAGREE = 0.30  # best and worst round differ by more: unreliable
 REPEATS_SPREAD = 2.0  # slowest timed repeat over the median of its run, above: unreliable
 # A run that started with the load average above the cores plus one shared the machine

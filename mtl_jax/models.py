@@ -212,6 +212,7 @@ VMAPPED_ON_CPU_UP_TO = {"mlp": 0, "cnn": 4}
 
 
 def separate_strategy_on_cpu(kind: str, num_tasks: int) -> str:
+  """The fastest measured way to run num_tasks separate networks of this encoder on a CPU."""
   return "vmap" if num_tasks <= VMAPPED_ON_CPU_UP_TO[kind] else "one_at_a_time"
 
 
